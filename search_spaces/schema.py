@@ -1,0 +1,375 @@
+"""Search-space files (``search_spaces/*.yaml``) parsed into typed, frozen configs.
+
+A file holds the fixed settings of one experiment (``data``, ``model``, ``optimizer``),
+the searched hyperparameters (``search``: a dotted config path mapped to a distribution),
+the objective, the budget and the resources per trial. Everything is checked when the
+file is loaded, so a bad file stops the sweep before Ray starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from search_spaces.typed import ConfigError, from_dict
+
+SECTIONS = ("data", "model", "optimizer")
+LIST_LENGTH = "length"
+
+
+def _check_range(dist: Any, where: str) -> None:
+    if dist.low > dist.high:
+        raise ConfigError(f"{where}: low ({dist.low}) > high ({dist.high})")
+    if dist.log and dist.low <= 0:
+        raise ConfigError(f"{where}: log scale needs low > 0, got {dist.low}")
+
+
+@dataclass(frozen=True)
+class IntDist:
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+    def check(self, where: str) -> None:
+        _check_range(self, where)
+        if self.step <= 0:
+            raise ConfigError(f"{where}: step must be positive, got {self.step}")
+
+    def candidates(self) -> tuple[Any, ...]:
+        return (self.low, self.high)
+
+
+@dataclass(frozen=True)
+class FloatDist:
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+    def check(self, where: str) -> None:
+        _check_range(self, where)
+
+    def candidates(self) -> tuple[Any, ...]:
+        return (self.low, self.high)
+
+
+@dataclass(frozen=True)
+class ChoiceDist:
+    type: Literal["choice"]
+    values: tuple[Any, ...]
+
+    def check(self, where: str) -> None:
+        if not self.values:
+            raise ConfigError(f"{where}: empty choice list")
+
+    def candidates(self) -> tuple[Any, ...]:
+        return self.values
+
+
+Scalar = IntDist | FloatDist | ChoiceDist
+_SCALARS: dict[str, type] = {"int": IntDist, "float": FloatDist, "choice": ChoiceDist}
+
+
+@dataclass(frozen=True)
+class ListDist:
+    """A list whose length is drawn first, then each element (e.g. layer widths)."""
+
+    type: Literal["list"]
+    length: IntDist
+    each: Scalar
+
+    def check(self, where: str) -> None:
+        self.length.check(f"{where}.length")
+        if self.length.low < 1:
+            raise ConfigError(f"{where}.length: low must be at least 1, got {self.length.low}")
+        self.each.check(f"{where}.each")
+
+    def candidates(self) -> tuple[Any, ...]:
+        return tuple([v] * n for v in self.each.candidates() for n in self.length.candidates())
+
+
+Dist = Scalar | ListDist
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched hyperparameter: ``path`` is ``section.key`` in the trial config."""
+
+    path: str
+    dist: Dist
+    # Sampled only when every earlier parameter named here took one of the listed values.
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    @property
+    def section(self) -> str:
+        return self.path.split(".", 1)[0]
+
+    @property
+    def key(self) -> str:
+        return self.path.split(".", 1)[1]
+
+    def active(self, drawn: Mapping[str, Any]) -> bool:
+        return all(drawn.get(name) in values for name, values in self.when)
+
+
+@dataclass(frozen=True)
+class Objective:
+    metric: str = "val_acc"
+    mode: Literal["max", "min"] = "max"
+
+
+@dataclass(frozen=True)
+class Budget:
+    num_samples: int = 8
+    max_epochs: int = 5
+    grace_period: int = 1
+    reduction_factor: int = 2
+    time_budget_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("num_samples", "max_epochs", "grace_period"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"budget.{name}: must be at least 1, got {getattr(self, name)}")
+        if self.reduction_factor < 2:
+            raise ConfigError(f"budget.reduction_factor: must be at least 2, got {self.reduction_factor}")
+        if self.grace_period > self.max_epochs:
+            raise ConfigError(
+                f"budget.grace_period: {self.grace_period} exceeds max_epochs {self.max_epochs}"
+            )
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError(f"budget.time_budget_s: must be positive, got {self.time_budget_s}")
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    workers_per_trial: int = 1
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_trial <= 0:
+            raise ConfigError(f"resources.cpus_per_trial: must be positive, got {self.cpus_per_trial}")
+        if self.gpus_per_trial < 0:
+            raise ConfigError(f"resources.gpus_per_trial: must be >= 0, got {self.gpus_per_trial}")
+        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+            raise ConfigError(
+                f"resources.gpus_per_trial: fractions are for sharing one GPU (<= 1), "
+                f"got {self.gpus_per_trial}"
+            )
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ConfigError(f"resources.max_concurrent: must be at least 1, got {self.max_concurrent}")
+        if self.workers_per_trial < 1:
+            raise ConfigError(
+                f"resources.workers_per_trial: must be at least 1, got {self.workers_per_trial}"
+            )
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    experiment: str
+    data: dict[str, Any]
+    model: dict[str, Any]
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    search: tuple[Param, ...] = ()
+    objective: Objective = Objective()
+    budget: Budget = Budget()
+    resources: Resources = Resources()
+    seed: int = 0
+    # Known configurations tried first (e.g. the lab's hand-tuned ones): path -> value.
+    start_points: tuple[dict[str, Any], ...] = ()
+    source: str = "<memory>"
+
+    def fixed(self, section: str) -> dict[str, Any]:
+        return copy.deepcopy(getattr(self, section))
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.path for p in self.search)
+
+
+_TOP_KEYS = {
+    "experiment", "description", "data", "model", "optimizer", "search",
+    "objective", "budget", "resources", "seed", "start_points",
+}
+
+
+def _parse_dist(raw: Any, where: str) -> Dist:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with a 'type', got {raw!r}")
+    kind = raw.get("type")
+    if kind == "list":
+        unknown = sorted(set(raw) - {"type", "length", "each"})
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}: unknown key (allowed: each, length, type)")
+        length = raw.get("length")
+        if isinstance(length, int) and not isinstance(length, bool):
+            length = {"type": "int", "low": length, "high": length}
+        if length is None:
+            raise ConfigError(f"{where}.length: missing (an int, or an int distribution)")
+        if "each" not in raw:
+            raise ConfigError(f"{where}.each: missing (the distribution of each element)")
+        return ListDist(
+            type="list",
+            length=_parse_scalar(length, f"{where}.length", only="int"),
+            each=_parse_scalar(raw["each"], f"{where}.each"),
+        )
+    return _parse_scalar(raw, where)
+
+
+def _parse_scalar(raw: Any, where: str, only: str | None = None) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with a 'type', got {raw!r}")
+    kind = raw.get("type")
+    allowed = [only] if only else list(_SCALARS)
+    if kind not in allowed:
+        raise ConfigError(f"{where}.type: must be one of {', '.join(allowed)}, got {kind!r}")
+    return from_dict(_SCALARS[kind], raw, where)
+
+
+def _parse_when(raw: Any, where: str, earlier: list[str]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(f"{where}: expected a mapping of earlier parameter -> value(s)")
+    out = []
+    for name, values in raw.items():
+        if name not in earlier:
+            raise ConfigError(f"{where}.{name}: must name a parameter listed before this one")
+        out.append((name, tuple(values) if isinstance(values, list) else (values,)))
+    return tuple(out)
+
+
+def _parse_search(raw: Any, where: str) -> tuple[Param, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of 'section.key' -> distribution")
+    params: list[Param] = []
+    for path, spec in raw.items():
+        pwhere = f"{where}.{path}"
+        section = str(path).split(".", 1)[0]
+        if section not in SECTIONS or "." not in str(path):
+            raise ConfigError(f"{pwhere}: must be 'data.KEY', 'model.KEY' or 'optimizer.KEY'")
+        if path in ("data.name", "model.family"):
+            raise ConfigError(f"{pwhere}: the dataset and model family are fixed per file")
+        spec = dict(spec) if isinstance(spec, Mapping) else spec
+        when_raw = spec.pop("when", None) if isinstance(spec, dict) else None
+        when = _parse_when(when_raw, f"{pwhere}.when", [p.path for p in params]) if when_raw else ()
+        dist = _parse_dist(spec, pwhere)
+        dist.check(pwhere)
+        params.append(Param(path=str(path), dist=dist, when=when))
+    return tuple(params)
+
+
+def parse_space(raw: Any, source: str = "<memory>") -> SearchSpace:
+    """Validate a loaded YAML document into a :class:`SearchSpace`.
+
+    Errors name the file and the key (``search_spaces/x.yaml: search.model.dropout: ...``).
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{source}: {unknown[0]}: unknown key (allowed: {', '.join(sorted(_TOP_KEYS))})")
+    for key in ("experiment", "data", "model"):
+        if key not in raw:
+            raise ConfigError(f"{source}: {key}: missing")
+    try:
+        for section in SECTIONS:
+            if not isinstance(raw.get(section) or {}, Mapping):
+                raise ConfigError(f"{section}: expected a mapping")
+        space = SearchSpace(
+            experiment=_experiment_name(raw["experiment"]),
+            data=dict(raw["data"]),
+            model=dict(raw["model"]),
+            optimizer=dict(raw.get("optimizer") or {}),
+            search=_parse_search(raw.get("search"), "search"),
+            objective=from_dict(Objective, raw.get("objective"), "objective"),
+            budget=from_dict(Budget, raw.get("budget"), "budget"),
+            resources=from_dict(Resources, raw.get("resources"), "resources"),
+            seed=_int(raw.get("seed", 0), "seed"),
+            source=source,
+        )
+        space = replace(space, start_points=_parse_start_points(raw.get("start_points"), space))
+        _check_against_configs(space)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return space
+
+
+def _parse_start_points(raw: Any, space: SearchSpace) -> tuple[dict[str, Any], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError("start_points: expected a list of mappings 'section.key' -> value")
+    known = {p.path: p for p in space.search}
+    points = []
+    for i, point in enumerate(raw):
+        if not isinstance(point, Mapping):
+            raise ConfigError(f"start_points[{i}]: expected a mapping 'section.key' -> value")
+        for path, value in point.items():
+            if path not in known:
+                raise ConfigError(f"start_points[{i}].{path}: not a searched parameter")
+            if isinstance(known[path].dist, ListDist) and not isinstance(value, list):
+                raise ConfigError(f"start_points[{i}].{path}: expected a list, got {value!r}")
+        points.append(dict(point))
+    return tuple(points)
+
+
+def _experiment_name(value: Any) -> str:
+    if not isinstance(value, str) or not value or any(c in value for c in "/\\ "):
+        raise ConfigError(f"experiment: must be a name without spaces or slashes, got {value!r}")
+    return value
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    return value
+
+
+def _check_against_configs(space: SearchSpace) -> None:
+    """Build the trial config at each end of every range, so unknown keys, wrong types and
+    architectures that cannot work are reported now rather than by the first trial."""
+    from scripts.config import check_sections, train_config_from_sections
+
+    base = {s: space.fixed(s) for s in SECTIONS}
+    train_config_from_sections(base, max_epochs=space.budget.max_epochs, seed=space.seed)
+    for param in space.search:
+        field_name = param.key.split(".", 1)[0]
+        for value in param.dist.candidates():
+            sections = {s: space.fixed(s) for s in SECTIONS}
+            sections[param.section][field_name] = value
+            try:
+                check_sections(sections)
+            except ConfigError as exc:
+                raise ConfigError(f"search.{param.path}: {exc}") from None
+            # Whether the drawn architecture fits the data (e.g. too many pools for a small
+            # image) is left to the trial: such draws are recorded as errored trials.
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and validate a search-space YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: search-space file not found")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}: not valid YAML{at}: {problem}") from None
+    return parse_space(raw, source=str(p))
+
+
+def builtin_spaces() -> list[Path]:
+    """The search-space files shipped with hpsearch."""
+    return sorted(Path(__file__).parent.glob("*.yaml"))
