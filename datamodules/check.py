@@ -1,0 +1,106 @@
+"""``hpsearch data check``: try to load every dataset and summarize what was found.
+
+Typical CLI use::
+
+    from datamodules.check import check_all
+
+    lines, n_failed = check_all(args.data_dir)  # None: $HPSEARCH_DATA_DIR or ./data
+    print("\\n".join(lines))
+    return 1 if n_failed else 0
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from search_spaces.typed import ConfigError
+
+from .base import SPLITS
+from .errors import DataError
+from .paths import resolve_data_dir
+from .registry import DATASETS, build_datamodule, default_config
+
+
+@dataclass
+class DatasetCheck:
+    """Outcome of loading one dataset with its default config."""
+
+    name: str
+    ok: bool
+    source: str = ""
+    error: str = ""
+    input_shape: tuple[int, ...] = ()
+    class_names: tuple[str, ...] = ()
+    sizes: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, list[int]] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def check_dataset(name: str, data_dir: str | Path | None = None) -> DatasetCheck:
+    """Load dataset ``name`` (default config, no download); DataError/ConfigError are reported."""
+    start = time.perf_counter()
+    cfg = default_config(name)
+    dm = build_datamodule(cfg, data_dir=data_dir)
+    result = DatasetCheck(name, ok=False, input_shape=cfg.input_shape, class_names=cfg.class_names)
+    try:
+        result.source = dm.describe_source()
+        dm.setup()
+    except (DataError, ConfigError) as exc:
+        result.error = str(exc)
+    else:
+        result.ok = True
+        result.sizes = dm.split_sizes()
+        result.counts = {split: dm.class_counts(split) for split in SPLITS}
+        if name == "hog_mnist":
+            result.extra["features"] = str(cfg.input_shape[0])
+        if name == "pneumonia":
+            result.extra["pos_weight"] = f"{dm.pos_weight:.4f}"  # type: ignore[attr-defined]
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def check_datasets(
+    data_dir: str | Path | None = None, names: Iterable[str] | None = None
+) -> list[DatasetCheck]:
+    """:func:`check_dataset` for ``names`` (default: every registered dataset)."""
+    return [check_dataset(name, data_dir) for name in (names or DATASETS)]
+
+
+def format_checks(checks: list[DatasetCheck], data_dir: str | Path | None = None) -> list[str]:
+    """Plain-text report lines: per dataset a status line, then sizes and class counts."""
+    lines = [f"data dir: {resolve_data_dir(data_dir)}"]
+    for c in checks:
+        if not c.ok:
+            lines.append(f"FAIL {c.name}: {c.error}")
+            continue
+        lines.append(f"ok   {c.name}: {c.source}  ({c.seconds:.1f} s)")
+        facts = [f"input {c.input_shape}", f"{len(c.class_names)} classes"]
+        facts += [f"{k} {v}" for k, v in c.extra.items()]
+        lines.append("     " + ", ".join(facts))
+        biggest = max(max(counts) for counts in c.counts.values())
+        width = max(*(len(n) for n in c.class_names), len(str(biggest)))
+        lines.append("     " + " " * 13 + " ".join(f"{n[:width]:>{width}}" for n in c.class_names))
+        for split in SPLITS:
+            counts = " ".join(f"{n:>{width}}" for n in c.counts[split])
+            lines.append(f"     {split:<5} {c.sizes[split]:>7} {counts}")
+    n_failed = sum(not c.ok for c in checks)
+    lines.append(f"{len(checks) - n_failed} of {len(checks)} datasets load")
+    return lines
+
+
+def check_all(
+    data_dir: str | Path | None = None, names: Iterable[str] | None = None
+) -> tuple[list[str], int]:
+    """Check every dataset; returns ``(report_lines, n_failed)``.
+
+    ``data_dir`` as for the datamodules (None: ``$HPSEARCH_DATA_DIR`` or ``./data``);
+    ``names`` restricts the datasets (default: all of ``DATASETS``). Never downloads; HOG
+    features are computed and cached under ``$HPSEARCH_CACHE_DIR`` if not cached yet. The
+    lines are plain text (print them joined by newlines); exit non-zero when n_failed > 0.
+    """
+    checks = check_datasets(data_dir, names)
+    return format_checks(checks, data_dir), sum(not c.ok for c in checks)

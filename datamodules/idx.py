@@ -1,0 +1,286 @@
+"""MNIST and Fashion-MNIST from the original IDX files: one reader, one datamodule, two specs.
+
+IDX format (big-endian): magic ``0x0000TTDD`` (TT = 0x08 for uint8, DD = number of dims),
+then DD uint32 dimension sizes, then the data. Files may be gzip-compressed (detected by
+content, not by name).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import shutil
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .base import Splits, TensorDataModule, images_to_tensor, labels_to_tensor, split_train_val
+from .configs import DIGIT_CLASSES, FASHION_CLASSES, IdxConfig
+from .errors import DataError
+from .paths import DATA_DIR_ENV, atomic_write
+
+IDX_IMAGES_MAGIC = 0x00000803
+IDX_LABELS_MAGIC = 0x00000801
+_MAGIC = {"images": IDX_IMAGES_MAGIC, "labels": IDX_LABELS_MAGIC}
+
+IdxFile = Literal["train_images", "train_labels", "test_images", "test_labels"]
+IDX_FILES: dict[IdxFile, str] = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass(frozen=True)
+class IdxSpec:
+    """What differs between the IDX datasets: names, where to look, where to download."""
+
+    key: str  # config name, e.g. "fashion_mnist"
+    title: str  # for messages
+    subdirs: tuple[str, ...]  # tried inside the data dir, before the data dir itself
+    download_subdir: str
+    mirrors: tuple[str, ...]
+    class_names: tuple[str, ...]
+    system_dirs: tuple[Path, ...] = ()  # OS package locations, tried last
+
+
+IDX_SPECS: dict[str, IdxSpec] = {
+    "mnist": IdxSpec(
+        key="mnist",
+        title="MNIST",
+        subdirs=("mnist", "MNIST/raw"),
+        download_subdir="mnist",
+        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",),
+        class_names=DIGIT_CLASSES,
+    ),
+    "fashion_mnist": IdxSpec(
+        key="fashion_mnist",
+        title="Fashion-MNIST",
+        subdirs=("fashion-mnist", "fashion_mnist", "FashionMNIST/raw"),
+        download_subdir="fashion-mnist",
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        class_names=FASHION_CLASSES,
+        # Debian/Ubuntu package dataset-fashion-mnist installs the IDX files here.
+        system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+    ),
+}
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        opener = gzip.open if head == b"\x1f\x8b" else open
+        with opener(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        # gzip reports a cut-off download as EOFError and corruption as BadGzipFile/zlib.error.
+        raise DataError(f"{path}: cannot read ({exc})") from None
+
+
+def read_idx(path: str | Path, kind: Literal["images", "labels"] | None = None) -> np.ndarray:
+    """Decode a uint8 IDX file (raw or gzip) into an array of the shape its header gives.
+
+    ``kind`` checks the magic number (0x00000803 images, 0x00000801 labels); ``None`` accepts
+    either. Any problem raises :class:`DataError` naming the file.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    if len(data) < 4:
+        raise DataError(f"{path}: truncated: {len(data)} bytes, too short for an IDX header")
+    magic = int.from_bytes(data[:4], "big")
+    if kind is not None and magic != _MAGIC[kind]:
+        raise DataError(
+            f"{path}: wrong IDX magic number 0x{magic:08X} (expected 0x{_MAGIC[kind]:08X} "
+            f"for {kind})"
+        )
+    if magic not in _MAGIC.values():
+        raise DataError(
+            f"{path}: wrong IDX magic number 0x{magic:08X} (expected 0x{IDX_IMAGES_MAGIC:08X} "
+            f"for images or 0x{IDX_LABELS_MAGIC:08X} for labels)"
+        )
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: truncated: {len(data)} bytes, header needs {header}")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims))
+    held = len(data) - header
+    if held != expected:
+        what = (
+            f"{dims[0]} images of {'x'.join(map(str, dims[1:]))}"
+            if ndim == 3
+            else f"{dims[0]} labels"
+        )
+        kind_name = "pixel" if ndim == 3 else "label"
+        problem = "truncated" if held < expected else "unexpected trailing data"
+        raise DataError(
+            f"{path}: {problem}: header says {what} but file holds {held} bytes of "
+            f"{kind_name} data (expected {expected})"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx_cached(path: str, kind: str, size: int, mtime_ns: int) -> np.ndarray:
+    # size and mtime are in the key so a rewritten file is read again.
+    return read_idx(path, kind)  # type: ignore[arg-type]
+
+
+def read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(N, H, W)`` and labels ``(N,)`` (uint8), checked to match; cached per process."""
+    arrays = []
+    for path, kind in ((images_path, "images"), (labels_path, "labels")):
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise DataError(f"{path}: file not found") from None
+        arrays.append(_read_idx_cached(str(path), kind, st.st_size, st.st_mtime_ns))
+    images, labels = arrays
+    if len(images) != len(labels):
+        raise DataError(
+            f"images/labels count mismatch: {len(images)} images in {images_path} but "
+            f"{len(labels)} labels in {labels_path}"
+        )
+    return images, labels
+
+
+# -- locating and downloading ---------------------------------------------------------------
+
+
+def candidate_dirs(spec: IdxSpec, data_dir: Path) -> list[Path]:
+    """Folders searched for ``spec``'s files, in order."""
+    return [data_dir / sub for sub in spec.subdirs] + [data_dir, *spec.system_dirs]
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def locate_idx_files(spec: IdxSpec, data_dir: Path, download: bool = False) -> dict[str, Path]:
+    """Paths of the four IDX files of ``spec``, downloading them if allowed and missing.
+
+    The first folder holding the training images must hold all four files, so a folder with a
+    partial copy is reported instead of silently mixing files from two places.
+    """
+    for folder in candidate_dirs(spec, data_dir):
+        if _find(folder, IDX_FILES["train_images"]) is None:
+            continue
+        found = {k: _find(folder, stem) for k, stem in IDX_FILES.items()}
+        missing = [IDX_FILES[k] for k, p in found.items() if p is None]
+        if missing:
+            raise DataError(
+                f"{spec.title} file {missing[0]}[.gz] not found in {folder} (the other files "
+                f"are there); copy the missing file{'s' if len(missing) > 1 else ''} there"
+            )
+        return {k: p for k, p in found.items() if p is not None}
+    if download:
+        return download_idx_files(spec, data_dir / spec.download_subdir)
+    searched = ", ".join(str(d) for d in candidate_dirs(spec, data_dir))
+    raise DataError(
+        f"{spec.title} file {IDX_FILES['train_images']}[.gz] not found in {searched}; pass "
+        f"--data-dir or set {DATA_DIR_ENV}, or allow download (download=True)"
+    )
+
+
+def download_idx_files(spec: IdxSpec, folder: Path, timeout: float = 60.0) -> dict[str, Path]:
+    """Fetch the four ``.gz`` files of ``spec`` into ``folder`` (atomically, file by file)."""
+    paths: dict[str, Path] = {}
+    for key, stem in IDX_FILES.items():
+        target = folder / f"{stem}.gz"
+        if not target.is_file():
+            _download_first(spec, [m + target.name for m in spec.mirrors], target, timeout)
+        try:
+            read_idx(target, "images" if key.endswith("images") else "labels")
+        except DataError:
+            # A bad download must not be "found" next time and fail forever.
+            target.unlink(missing_ok=True)
+            raise
+        paths[key] = target
+    return paths
+
+
+def _download_first(spec: IdxSpec, urls: list[str], target: Path, timeout: float) -> None:
+    errors = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                atomic_write(target, lambda f, r=response: shutil.copyfileobj(r, f))
+            return
+        except OSError as exc:  # URLError and socket timeouts are OSErrors
+            errors.append(f"{url}: {exc}")
+    raise DataError(f"could not download {spec.title} file {target.name} ({'; '.join(errors)})")
+
+
+@dataclass(frozen=True)
+class IdxArrays:
+    """The raw uint8 arrays of an IDX dataset and the files they came from."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    files: dict[str, Path]
+
+
+def load_idx_arrays(spec: IdxSpec, data_dir: Path, download: bool = False) -> IdxArrays:
+    """Locate (or download) and decode the four files; labels are checked against the classes."""
+    files = locate_idx_files(spec, data_dir, download)
+    train_images, train_labels = read_idx_pair(files["train_images"], files["train_labels"])
+    test_images, test_labels = read_idx_pair(files["test_images"], files["test_labels"])
+    for images, labels, key in (
+        (train_images, train_labels, "train_labels"),
+        (test_images, test_labels, "test_labels"),
+    ):
+        if images.ndim != 3:
+            raise DataError(f"{files[key.replace('labels', 'images')]}: expected 3-D images")
+        if len(labels) and labels.max() >= len(spec.class_names):
+            raise DataError(
+                f"{files[key]}: label {int(labels.max())} outside 0..{len(spec.class_names) - 1}"
+            )
+    return IdxArrays(train_images, train_labels, test_images, test_labels, files)
+
+
+class IdxDataModule(TensorDataModule):
+    """MNIST or Fashion-MNIST (``cfg.name``) as (N, 1, 28, 28) float32 images in [0, 1]."""
+
+    cfg: IdxConfig
+
+    @property
+    def spec(self) -> IdxSpec:
+        return IDX_SPECS[self.cfg.name]
+
+    def describe_source(self) -> str:
+        return str(locate_idx_files(self.spec, self.data_dir, self.download)["train_images"].parent)
+
+    def _load(self) -> Splits:
+        raw = load_idx_arrays(self.spec, self.data_dir, self.download)
+        train_idx, val_idx = split_train_val(
+            len(raw.train_images),
+            self.cfg.val_size,
+            self.cfg.split_seed,
+            what=f" in {raw.files['train_images']}",
+        )
+        x = images_to_tensor(raw.train_images)
+        y = labels_to_tensor(raw.train_labels)
+        return Splits(
+            x[train_idx],
+            y[train_idx],
+            x[val_idx],
+            y[val_idx],
+            images_to_tensor(raw.test_images),
+            labels_to_tensor(raw.test_labels),
+        )
