@@ -1,0 +1,50 @@
+"""Model layer: typed configs, backbones, the LightningModule, metrics and lab presets.
+
+Data information (input shape, class count, positive-class weight) comes in as plain
+arguments; nothing here imports the datamodules, Ray or Optuna (only the config helpers in
+search_spaces.typed).
+"""
+
+from .classifier import ClassifierModule
+from .configs import (
+    FAMILIES,
+    BinaryCNNConfig,
+    CNNConfig,
+    ConvNetConfig,
+    MLPConfig,
+    ModelConfig,
+    OptimConfig,
+    build_backbone,
+    model_config_from_dict,
+    optim_config_from_dict,
+    validate_for_data,
+)
+from .metrics import binary_metrics, metrics_from_confusion
+from .optim import build_optimizer, build_scheduler
+from .presets import PRESETS, Preset, get_preset
+from .summary import count_parameters, format_parameter_table, parameter_table
+
+__all__ = [
+    "FAMILIES",
+    "PRESETS",
+    "BinaryCNNConfig",
+    "CNNConfig",
+    "ClassifierModule",
+    "ConvNetConfig",
+    "MLPConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "Preset",
+    "binary_metrics",
+    "build_backbone",
+    "build_optimizer",
+    "build_scheduler",
+    "count_parameters",
+    "format_parameter_table",
+    "get_preset",
+    "metrics_from_confusion",
+    "model_config_from_dict",
+    "optim_config_from_dict",
+    "parameter_table",
+    "validate_for_data",
+]

@@ -1,0 +1,241 @@
+"""The single LightningModule used for every model family.
+
+Architecture lives in the backbone (built from the model config); this module owns the loss,
+the train/validation/test steps, metric logging and the optimizer setup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from search_spaces.typed import ConfigError, to_dict
+
+from .configs import (
+    FAMILIES,
+    ModelConfig,
+    OptimConfig,
+    build_backbone,
+    model_config_from_dict,
+    optim_config_from_dict,
+    validate_for_data,
+)
+from .metrics import binary_metrics, metrics_from_confusion
+from .optim import build_optimizer, build_scheduler
+
+_CONFIG_CLASSES = tuple(cls for cls, _ in FAMILIES.values())
+
+
+class ClassifierModule(pl.LightningModule):
+    """Image/feature classifier: multiclass (softmax cross-entropy) or binary (one logit, BCE).
+
+    Batches are ``(inputs, targets)`` with integer class targets of shape ``(N,)``.
+
+    Logged once per epoch (the names are an API used by search and reporting code):
+    ``train_loss``, ``train_acc``; ``val_loss``, ``val_acc``, ``val_f1`` (macro-F1 for multiclass,
+    positive-class F1 for binary) and, for binary models, ``val_auc``, ``val_sensitivity``,
+    ``val_specificity``; the same with a ``test_`` prefix on test. After a test run
+    :attr:`test_confusion` (rows = true class) and, for binary models, :attr:`test_scores` /
+    :attr:`test_targets` hold the raw results for confusion-matrix and ROC plots.
+    Lightning runs an epoch's validation before ``on_train_epoch_end``, so code that wants an
+    epoch's train and val metrics together should read them at train-epoch end, not at
+    validation end.
+
+    ``pos_weight`` weights the positive class (label 1) of a 2-class problem: BCE ``pos_weight``
+    for binary heads, class weights ``[1, pos_weight]`` for a softmax head.
+
+    Metrics are accumulated per process; the module assumes single-device training (one Ray Tune
+    trial per device).
+    """
+
+    def __init__(
+        self,
+        model: ModelConfig | Mapping[str, Any],
+        optim: OptimConfig | Mapping[str, Any],
+        input_shape: Sequence[int],
+        num_classes: int,
+        pos_weight: float | None = None,
+        max_epochs: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, _CONFIG_CLASSES):
+            model = model_config_from_dict(model, "model")
+        if not isinstance(optim, OptimConfig):
+            optim = optim_config_from_dict(optim, "optimizer")
+        input_shape = tuple(input_shape)
+        validate_for_data(model, input_shape, num_classes)
+        if pos_weight is not None:
+            pos_weight = float(pos_weight)
+            if not pos_weight > 0:
+                raise ConfigError(f"pos_weight must be positive, got {pos_weight}")
+            if num_classes != 2:
+                raise ConfigError(
+                    f"pos_weight weights the positive class of a 2-class problem, "
+                    f"got {num_classes} classes"
+                )
+        self.model_cfg: ModelConfig = model
+        self.optim_cfg: OptimConfig = optim
+        self.input_shape = input_shape
+        self.num_classes = num_classes
+        self.max_epochs = max_epochs
+        self.binary = model.binary
+        # Plain types only, so checkpoints load with torch.load(weights_only=True) and
+        # load_from_checkpoint can rebuild the module from them.
+        self.save_hyperparameters(
+            {
+                "model": to_dict(model),
+                "optim": to_dict(optim),
+                "input_shape": list(input_shape),
+                "num_classes": num_classes,
+                "pos_weight": pos_weight,
+                "max_epochs": max_epochs,
+            }
+        )
+
+        self.backbone = build_backbone(model, input_shape, num_classes)
+        if self.binary:
+            weight = None if pos_weight is None else torch.tensor([pos_weight])
+            self.loss_fn: nn.Module = nn.BCEWithLogitsLoss(pos_weight=weight)
+        else:
+            weight = None if pos_weight is None else torch.tensor([1.0, pos_weight])
+            self.loss_fn = nn.CrossEntropyLoss(weight=weight)
+
+        self.test_confusion: np.ndarray | None = None
+        self.test_scores: np.ndarray | None = None
+        self.test_targets: np.ndarray | None = None
+        self._reset_train_totals()
+        self._reset_eval_totals()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits: ``(N, num_classes)``, or ``(N,)`` for binary models."""
+        logits = self.backbone(x)
+        return logits.squeeze(-1) if self.binary else logits
+
+    def _loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        if self.binary:
+            return self.loss_fn(logits, targets.to(logits.dtype))
+        return self.loss_fn(logits, targets)
+
+    # ----------------------------------------------------------------------- training
+
+    def _reset_train_totals(self) -> None:
+        # Device tensors, summed in place: logging or .item() per step would force a CPU sync
+        # every batch, which dominates the step time of small models.
+        self._train_loss_sum = torch.zeros((), device=self.device)
+        self._train_correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self._train_count = 0
+
+    def on_train_epoch_start(self) -> None:
+        self._reset_train_totals()
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        with torch.no_grad():
+            if self.binary:
+                preds = torch.sigmoid(logits) > self.model_cfg.threshold
+            else:
+                preds = logits.argmax(dim=1)
+            self._train_loss_sum.add_(loss.detach(), alpha=y.shape[0])
+            self._train_correct.add_((preds == y).sum())
+        self._train_count += y.shape[0]
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_count:
+            self.log("train_loss", self._train_loss_sum / self._train_count)
+            self.log("train_acc", self._train_correct / self._train_count)
+
+    # ----------------------------------------------------------------------- evaluation
+
+    def _reset_eval_totals(self) -> None:
+        # Reset at every validation/test epoch start, so Lightning's sanity-check pass (and a
+        # validation inside a training epoch) never leaks into the next epoch's metrics.
+        self._eval_loss_sum = torch.zeros((), device=self.device)
+        self._eval_count = 0
+        self._eval_confusion = torch.zeros(
+            self.num_classes**2, dtype=torch.long, device=self.device
+        )
+        self._eval_scores: list[Tensor] = []
+        self._eval_targets: list[Tensor] = []
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor]) -> None:
+        x, y = batch
+        logits = self(x)
+        self._eval_loss_sum.add_(self._loss(logits, y), alpha=y.shape[0])
+        self._eval_count += y.shape[0]
+        if self.binary:
+            # Kept whole because ROC-AUC needs every score; thresholding happens at epoch end.
+            self._eval_scores.append(torch.sigmoid(logits).float())
+            self._eval_targets.append(y)
+        else:
+            cells = y * self.num_classes + logits.argmax(dim=1)
+            self._eval_confusion.add_(torch.bincount(cells, minlength=self.num_classes**2))
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        if not self._eval_count:
+            return
+        metrics = {"loss": (self._eval_loss_sum / self._eval_count).item()}
+        if self.binary:
+            scores = torch.cat(self._eval_scores).cpu().numpy()
+            targets = torch.cat(self._eval_targets).cpu().numpy()
+            result = binary_metrics(scores, targets, self.model_cfg.threshold)
+            confusion = result["confusion"]
+            metrics |= {
+                "acc": result["accuracy"],
+                "f1": result["f1"],
+                "auc": result["auc"],
+                "sensitivity": result["sensitivity"],
+                "specificity": result["specificity"],
+            }
+        else:
+            scores = targets = None
+            confusion = self._eval_confusion.view(self.num_classes, -1).cpu().numpy()
+            result = metrics_from_confusion(confusion)
+            metrics |= {"acc": result["accuracy"], "f1": result["macro_f1"]}
+        for name, value in metrics.items():
+            self.log(f"{stage}_{name}", value, prog_bar=name in ("loss", "acc"))
+        if stage == "test":
+            self.test_confusion = confusion
+            self.test_scores, self.test_targets = scores, targets
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_eval_totals()
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_eval_totals()
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    # ----------------------------------------------------------------------- optimizer
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.parameters(), self.optim_cfg)
+        max_epochs = total_steps = None
+        if self.optim_cfg.schedule == "cosine":
+            max_epochs = self.max_epochs or self.trainer.max_epochs
+        elif self.optim_cfg.schedule == "onecycle":
+            # Only asked for when needed: estimating it loads the train dataloader.
+            total_steps = self.trainer.estimated_stepping_batches
+        scheduler = build_scheduler(
+            optimizer, self.optim_cfg, max_epochs=max_epochs, total_steps=total_steps
+        )
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

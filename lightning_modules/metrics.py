@@ -1,0 +1,88 @@
+"""Classification metrics as pure functions of confusion matrices and scores.
+
+The LightningModule accumulates confusion matrices / scores on the device during an epoch and
+calls these once at epoch end, so the per-step path never synchronises with the CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.metrics import roc_auc_score
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, empty: float) -> np.ndarray:
+    """Elementwise ``num / den`` with ``empty`` where ``den`` is 0 (no warning)."""
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    out = np.full(np.broadcast(num, den).shape, empty, dtype=float)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def metrics_from_confusion(cm: ArrayLike) -> dict[str, Any]:
+    """Accuracy, macro-F1 and per-class precision/recall/F1 from a confusion matrix.
+
+    ``cm[i, j]`` counts samples of true class ``i`` predicted as ``j``. Precision, recall and F1
+    of a class with an empty denominator are 0 (sklearn's ``zero_division=0``). Macro-F1 averages
+    over classes that occur as a true or predicted label, like sklearn's ``f1_score`` without
+    ``labels``, so a small validation split that lacks a class is not penalised for it.
+    Per-class values are plain lists (JSON-ready); accuracy and macro-F1 are NaN for an empty
+    matrix.
+    """
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
+        raise ValueError(f"confusion matrix must be square and non-empty, got shape {cm.shape}")
+    if np.any(cm < 0):
+        raise ValueError("confusion matrix counts must be >= 0")
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    precision = _ratio(tp, predicted, 0.0)
+    recall = _ratio(tp, support, 0.0)
+    # 2TP / (2TP + FP + FN) == 2PR / (P + R), without the 0/0 when P = R = 0.
+    f1 = _ratio(2 * tp, support + predicted, 0.0)
+    present = (support + predicted) > 0
+    total = cm.sum()
+    return {
+        "accuracy": float(tp.sum() / total) if total else float("nan"),
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "f1": f1.tolist(),
+        "support": support.astype(int).tolist(),
+    }
+
+
+def binary_metrics(scores: ArrayLike, targets: ArrayLike, threshold: float = 0.5) -> dict[str, Any]:
+    """Metrics of a binary classifier from positive-class probabilities and 0/1 targets.
+
+    A sample is predicted positive when ``score > threshold`` (Keras' ``binary_accuracy``
+    convention). Returns ``accuracy``, ``f1`` (of the positive class; 0 when it is never
+    predicted nor present), ``auc`` (ROC-AUC), ``sensitivity`` (recall of positives),
+    ``specificity`` (recall of negatives) and ``confusion`` (2x2 int array, rows = true class).
+    ``auc`` is NaN when only one class is present, and so is sensitivity without positives or
+    specificity without negatives: those are undefined, and NaN keeps them from being mistaken
+    for a score.
+    """
+    scores = np.asarray(scores, dtype=float).ravel()
+    targets = np.asarray(targets).ravel()
+    if scores.shape != targets.shape:
+        raise ValueError(f"{scores.size} scores but {targets.size} targets")
+    if not np.isin(targets, (0, 1)).all():
+        raise ValueError("binary targets must be 0 or 1")
+    targets = targets.astype(np.int64)
+    preds = (scores > threshold).astype(np.int64)
+    confusion = np.bincount(targets * 2 + preds, minlength=4).reshape(2, 2)
+    (tn, fp), (fn, tp) = confusion
+    both_classes = 0 < tp + fn < targets.size
+    return {
+        "accuracy": float((tp + tn) / targets.size) if targets.size else float("nan"),
+        "f1": float(_ratio(2 * tp, 2 * tp + fp + fn, 0.0)),
+        "auc": float(roc_auc_score(targets, scores)) if both_classes else float("nan"),
+        "sensitivity": float(_ratio(tp, tp + fn, float("nan"))),
+        "specificity": float(_ratio(tn, tn + fp, float("nan"))),
+        "confusion": confusion,
+    }
