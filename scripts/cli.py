@@ -1,0 +1,351 @@
+"""The ``hpsearch`` command line.
+
+Every command turns bad input into one ``hpsearch: error: ...`` line and exit status 2;
+heavy imports (torch, Ray) happen inside the commands so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Bad input from the user: reported as one line, no traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from datamodules.errors import DataError
+    from scripts.train import MetricNotLoggedError
+    from search_spaces.typed import ConfigError
+
+    return (UserError, ConfigError, DataError, MetricNotLoggedError, FileNotFoundError)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _existing_dir(text: str) -> str:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no such directory")
+    return text
+
+
+def _add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", type=_existing_dir, default=None,
+        help="folder holding the datasets (default: $HPSEARCH_DATA_DIR, else ./data)",
+    )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from datamodules.check import check_all
+
+    lines, failed = check_all(args.data_dir)
+    for line in lines:
+        print(line)
+    return 1 if failed else 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from lightning_modules.presets import PRESETS
+
+    width = max(len(n) for n in PRESETS)
+    for name, preset in PRESETS.items():
+        print(f"{name:<{width}}  {preset.dataset:<13} {preset.expected_params:>9,} params  "
+              f"{preset.description}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    import yaml
+
+    from scripts.config import TrainConfig, train_config_from_sections
+    from search_spaces.typed import ConfigError
+
+    if args.preset:
+        from lightning_modules.presets import PRESETS
+        from search_spaces.typed import to_dict
+
+        if args.preset not in PRESETS:
+            raise UserError(f"unknown preset '{args.preset}' (see `hpsearch presets`)")
+        preset = PRESETS[args.preset]
+        sections = {
+            "data": {"name": preset.dataset, "batch_size": preset.batch_size, **preset.data},
+            "model": to_dict(preset.model),
+            "optimizer": to_dict(preset.optim),
+        }
+        epochs, seed = preset.epochs, 0
+    else:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: expected a mapping with data/model/optimizer")
+        try:
+            cfg = TrainConfig.from_dict(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        sections = cfg.to_dict()
+        epochs, seed = cfg.max_epochs, cfg.seed
+    if args.batch_size:
+        sections["data"]["batch_size"] = args.batch_size
+    return train_config_from_sections(
+        sections,
+        max_epochs=args.epochs or epochs,
+        seed=seed if args.seed is None else args.seed,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lightning_modules.summary import format_parameter_table, parameter_table
+    from scripts.report import format_metrics
+    from scripts.train import train
+
+    cfg = _train_config(args)
+    result = train(
+        cfg, data_dir=args.data_dir, accelerator=args.accelerator, progress_bar=True, run_test=True
+    )
+    print()
+    print("Per-epoch:")
+    for row in result.history:
+        print("  " + format_metrics(row, keys=("epoch", "train_loss", "train_acc", "val_loss",
+                                              "val_acc", "val_f1", "val_auc", "epoch_time_s")))
+    print(f"Best val_acc {result.best_value:.4f} at epoch {result.best_epoch}; "
+          f"training time {result.train_time_s:.1f} s")
+    print("Test: " + format_metrics(result.test or {}))
+    print()
+    print(format_parameter_table(parameter_table(result.module.backbone)))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import yaml
+
+    from scripts.sweep import SweepOptions, run_sweep
+    from search_spaces.schema import load_space
+
+    space = load_space(args.space)
+    raw = yaml.safe_load(Path(args.space).read_text())
+    opts = SweepOptions(
+        results_dir=Path(args.results_dir),
+        name=args.name,
+        data_dir=args.data_dir,
+        address=args.address,
+        resume=args.resume,
+        num_samples=args.num_samples,
+        max_epochs=args.max_epochs,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        seed=args.seed,
+        max_failures=args.max_failures,
+    )
+    if args.data_dir:
+        os.environ["HPSEARCH_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    outcome = run_sweep(space, raw, opts)
+    print()
+    if outcome.interrupted:
+        print(f"Interrupted after {outcome.wall_time_s:.1f} s. Resume with: "
+              f"hpsearch sweep {args.space} --resume"
+              + (f" --name {args.name}" if args.name else ""))
+    best = outcome.best
+    if best:
+        metric = next(k for k in best if k.startswith("val_"))
+        print(f"Best trial {best['trial_id']} ({best['status']}): {metric} = {best[metric]:.4f} "
+              f"at epoch {best['best_epoch']}")
+    print(f"Sweep wall time {outcome.wall_time_s:.1f} s")
+    print(f"Leaderboard: {outcome.leaderboard}")
+    return 130 if outcome.interrupted else 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from scripts.leaderboard import read_leaderboard, read_meta, rebuild_leaderboard, summary_columns
+
+    exp_dir = Path(args.experiment)
+    if not exp_dir.is_dir():
+        raise UserError(f"{exp_dir}: no such results folder")
+    if args.rebuild:
+        print(f"Rebuilt {rebuild_leaderboard(exp_dir)}")
+    frame = read_leaderboard(exp_dir)
+    meta = read_meta(exp_dir)
+    cols = summary_columns(frame, meta)
+    table = Table(title=f"{meta['experiment']}: top {min(args.top, len(frame))} of {len(frame)}")
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    for _, row in frame.head(args.top).iterrows():
+        table.add_row(*(_cell(row[c]) for c in cols))
+    Console(width=200).print(table)
+    return 0
+
+
+def _cell(value: Any) -> str:
+    import pandas as pd
+
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from scripts.retrain import RetrainOptions, retrain
+
+    out = retrain(
+        Path(args.experiment),
+        RetrainOptions(
+            rank=args.rank, trial_id=args.trial, config=args.config, epochs=args.epochs,
+            seed=args.seed, accelerator=args.accelerator, train_on=args.train_on,
+            data_dir=args.data_dir,
+        ),
+    )
+    print(f"Report: {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from scripts.compare import compare
+
+    table = compare(Path(args.results_dir))
+    print(table)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from scripts.bench import run_bench
+
+    run_bench(quick=not args.full, out=Path(args.out), data_dir=args.data_dir,
+              parts=args.only)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hpsearch", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = sub.add_parser("data", help="dataset tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    check = data_sub.add_parser("check", help="load every dataset and print split sizes")
+    _add_data_dir(check)
+    check.set_defaults(func=cmd_data_check)
+
+    sub.add_parser("presets", help="list the lab's models as presets").set_defaults(
+        func=cmd_presets
+    )
+
+    tr = sub.add_parser("train", help="train one config locally and print its metrics")
+    src = tr.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="a preset name (see `hpsearch presets`)")
+    src.add_argument("--config", help="a YAML file with data/model/optimizer/max_epochs/seed")
+    tr.add_argument("--epochs", type=_positive_int)
+    tr.add_argument("--batch-size", type=_positive_int)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
+    _add_data_dir(tr)
+    tr.set_defaults(func=cmd_train)
+
+    sw = sub.add_parser("sweep", help="run a Ray Tune + Optuna sweep from a search-space file")
+    sw.add_argument("space", help="search-space YAML file (see search_spaces/)")
+    sw.add_argument("--num-samples", type=_positive_int)
+    sw.add_argument("--max-epochs", type=_positive_int)
+    sw.add_argument("--cpus-per-trial", type=_positive_float)
+    sw.add_argument("--gpus-per-trial", type=_positive_float, help="fractions share a GPU")
+    sw.add_argument("--max-concurrent", type=_positive_int)
+    sw.add_argument("--max-failures", type=int, default=1,
+                    help="retries of a trial whose worker died (default 1)")
+    sw.add_argument("--seed", type=int)
+    sw.add_argument("--name", help="experiment name (default: the file's `experiment`)")
+    sw.add_argument("--results-dir", default="results")
+    sw.add_argument("--address", help="Ray cluster to join: auto or ray://host:port "
+                    "(default: $RAY_ADDRESS, else a local Ray)")
+    sw.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    _add_data_dir(sw)
+    sw.set_defaults(func=cmd_sweep)
+
+    lb = sub.add_parser("leaderboard", help="print the top trials of an experiment")
+    lb.add_argument("experiment", help="results/<experiment>")
+    lb.add_argument("--top", type=_positive_int, default=10)
+    lb.add_argument("--rebuild", action="store_true",
+                    help="rebuild leaderboard.csv from the Ray experiment folder first")
+    lb.set_defaults(func=cmd_leaderboard)
+
+    rt = sub.add_parser("retrain", help="re-train a sweep's best trial with a full report")
+    rt.add_argument("experiment", help="results/<experiment>")
+    pick = rt.add_mutually_exclusive_group()
+    pick.add_argument("--rank", type=_positive_int, default=None)
+    pick.add_argument("--trial", help="trial id from the leaderboard")
+    pick.add_argument("--config", help="a YAML training config instead of a trial")
+    rt.add_argument("--epochs", type=_positive_int)
+    rt.add_argument("--seed", type=int)
+    rt.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
+    rt.add_argument("--train-on", default="train", choices=["train", "train+val"])
+    _add_data_dir(rt)
+    rt.set_defaults(func=cmd_retrain)
+
+    cp = sub.add_parser("compare", help="one comparison table of every experiment")
+    cp.add_argument("results_dir", nargs="?", default="results")
+    cp.set_defaults(func=cmd_compare)
+
+    bn = sub.add_parser("bench", help="benchmark training speed, sweep efficiency and HOG")
+    mode = bn.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="seconds-long run (default)")
+    mode.add_argument("--full", action="store_true", help="the figures the README quotes")
+    bn.add_argument("--only", nargs="*", choices=["train", "sweep", "hog", "gpu"])
+    bn.add_argument("--out", default="results/bench.csv")
+    _add_data_dir(bn)
+    bn.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except _user_errors() as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"hpsearch: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hpsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

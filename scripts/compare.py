@@ -1,0 +1,116 @@
+"""``hpsearch compare results/``: one table of every experiment's best trial, next to the
+lab's best hand-tuned result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scripts.leaderboard import (
+    LEADERBOARD,
+    SWEEP_META,
+    STATUS_COMPLETED,
+    STATUS_EARLY_STOPPED,
+    STATUS_ERRORED,
+    atomic_write_text,
+    read_meta,
+)
+from scripts.retrain import BEST_DIR
+from search_spaces.typed import ConfigError
+
+# The students' best hand-tuned test results (../shared/lab-reports), by (dataset, family).
+LAB_BEST: dict[tuple[str, str], dict[str, float]] = {
+    ("mnist", "mlp"): {"acc": 0.985},
+    ("hog_mnist", "mlp"): {"acc": 0.984},
+    ("mnist", "cnn"): {"acc": 0.9938},
+    ("fashion_mnist", "cnn"): {"acc": 0.9055},
+    ("pneumonia", "binary_cnn"): {"acc": 0.79, "f1": 0.85},
+    ("pneumonia", "cnn"): {"acc": 0.79, "f1": 0.85},
+}
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def experiment_row(exp_dir: Path) -> dict[str, Any]:
+    meta = read_meta(exp_dir)
+    board = pd.read_csv(exp_dir / LEADERBOARD)
+    metric = meta["objective"]["metric"]
+    counts = board["status"].value_counts().to_dict()
+    best = board.iloc[0]
+    params = "; ".join(f"{p.split('.', 1)[1]}={_fmt(best[p], 4)}" for p in meta["params"]
+                       if p in best and not pd.isna(best[p]))
+    lab = LAB_BEST.get((meta.get("dataset"), meta.get("family")), {})
+    row: dict[str, Any] = {
+        "experiment": meta["experiment"],
+        "dataset": meta.get("dataset"),
+        "family": meta.get("family"),
+        "best_trial": best["trial_id"],
+        "hyperparameters": params,
+        "objective": metric,
+        "val_best": float(best[metric]),
+        "test_acc": None,
+        "test_f1": None,
+        "test_auc": None,
+        "lab_test_acc": lab.get("acc"),
+        "lab_test_f1": lab.get("f1"),
+        "gain_vs_lab": None,
+        "param_count": int(best["param_count"]) if not pd.isna(best["param_count"]) else None,
+        "best_epoch": int(best["best_epoch"]),
+        "epochs_run": int(best["epochs_run"]),
+        "train_time_s": float(best["train_time_s"]),
+        "trials": len(board),
+        "completed": int(counts.get(STATUS_COMPLETED, 0)),
+        "early_stopped": int(counts.get(STATUS_EARLY_STOPPED, 0)),
+        "errored": int(counts.get(STATUS_ERRORED, 0)),
+        "sweep_wall_s": float(meta.get("wall_time_s", 0.0)),
+    }
+    metrics_file = exp_dir / BEST_DIR / "metrics.json"
+    if metrics_file.is_file():
+        test = json.loads(metrics_file.read_text())["test"]
+        row["test_acc"] = test["accuracy"]
+        row["test_f1"] = test.get("macro_f1", test.get("f1"))
+        row["test_auc"] = test.get("auc")
+        if row["lab_test_acc"] is not None:
+            row["gain_vs_lab"] = test["accuracy"] - row["lab_test_acc"]
+    return row
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = []
+        for col in cols:
+            value = row[col]
+            digits = 1 if col.endswith("_s") else 4
+            cells.append(_fmt(value, digits).replace("|", "/"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(results_dir: Path) -> str:
+    """Write ``comparison.csv`` and ``comparison.md`` under ``results_dir``; return the table."""
+    if not results_dir.is_dir():
+        raise ConfigError(f"{results_dir}: no such results folder")
+    exp_dirs = sorted(p.parent for p in results_dir.glob(f"*/{SWEEP_META}")
+                      if (p.parent / LEADERBOARD).is_file())
+    if not exp_dirs:
+        raise ConfigError(f"{results_dir}: no experiment with a leaderboard found")
+    frame = pd.DataFrame([experiment_row(d) for d in exp_dirs])
+    atomic_write_text(results_dir / "comparison.csv", frame.to_csv(index=False))
+    table = _markdown(frame)
+    header = (
+        "# hpsearch: best trial of each experiment\n\n"
+        "val_best: the sweep's objective on the validation split; test_*: the re-trained best "
+        "trial on the held-out test set (`hpsearch retrain`); lab_*: the students' best "
+        "hand-tuned test results.\n\n"
+    )
+    atomic_write_text(results_dir / "comparison.md", header + table)
+    return table

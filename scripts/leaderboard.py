@@ -1,0 +1,171 @@
+"""Leaderboard CSVs: one row per trial, best first, written atomically.
+
+Rows are built from Ray Tune ``Trial`` objects, either live in the driver (the sweep's
+callback rewrites the CSV as trials finish) or read back from the Ray experiment folder
+(``hpsearch leaderboard --rebuild``); both go through :func:`trial_row`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search_spaces.typed import ConfigError
+
+LEADERBOARD = "leaderboard.csv"
+SWEEP_META = "sweep.json"
+RAY_DIR = "ray"
+
+STATUS_COMPLETED = "completed"
+STATUS_EARLY_STOPPED = "early-stopped"
+STATUS_ERRORED = "errored"
+STATUS_RUNNING = "running"
+STATUS_PENDING = "pending"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_meta(exp_dir: Path) -> dict[str, Any]:
+    meta_path = exp_dir / SWEEP_META
+    if not meta_path.is_file():
+        raise ConfigError(f"{exp_dir}: not an hpsearch experiment folder (no {SWEEP_META})")
+    return json.loads(meta_path.read_text())
+
+
+def error_summary(text: str | None) -> str:
+    """The last meaningful line of a Ray error trace: the exception and its message."""
+    if not text:
+        return ""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if ":" in line and not line.startswith(("File ", "^", "~")):
+            return line[:500]
+    return lines[-1][:500] if lines else ""
+
+
+def _status(trial: Any, max_epochs: int) -> str:
+    status = getattr(trial, "status", "")
+    epochs = int((trial.last_result or {}).get("epoch", 0) or 0)
+    if status == "ERROR":
+        return STATUS_ERRORED
+    if status == "TERMINATED":
+        return STATUS_COMPLETED if epochs >= max_epochs else STATUS_EARLY_STOPPED
+    if status == "RUNNING":
+        return STATUS_RUNNING
+    return STATUS_PENDING
+
+
+def param_value(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, (list, tuple)) else value
+
+
+def trial_row(trial: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """One leaderboard row from a Tune ``Trial`` (live or restored from disk)."""
+    result = dict(trial.last_result or {})
+    metric = meta["objective"]["metric"]
+    status = _status(trial, int(meta["max_epochs"]))
+    row: dict[str, Any] = {"rank": None, "trial_id": trial.trial_id, "status": status}
+    params = result.get("params") or {}
+    for name in meta["params"]:
+        row[name] = param_value(params.get(name))
+    row[metric] = result.get("best_value", math.nan)
+    row["best_epoch"] = result.get("best_epoch")
+    row["epochs_run"] = result.get("epoch", 0)
+    for key, value in sorted(result.items()):
+        if key.startswith("best_val_") and key != f"best_{metric}":
+            row[key.removeprefix("best_")] = value
+    row["param_count"] = result.get("param_count")
+    row["train_time_s"] = result.get("train_time_s")
+    row["node"] = result.get("node")
+    row["device"] = result.get("device")
+    row["seed"] = result.get("seed", meta.get("seed"))
+    error = ""
+    if status == STATUS_ERRORED:
+        error = error_summary(trial.get_error() if hasattr(trial, "get_error") else "")
+    row["error"] = error
+    checkpoint = getattr(trial, "checkpoint", None)
+    row["checkpoint"] = checkpoint.path if checkpoint is not None else ""
+    row["config"] = result.get("config_json", "")
+    row["code_version"] = meta.get("code_version", "")
+    return row
+
+
+def rank_rows(rows: Iterable[dict[str, Any]], metric: str, mode: str) -> pd.DataFrame:
+    """Sort best first (rows without a value last) and number the ranks from 1."""
+    frame = pd.DataFrame(list(rows))
+    if frame.empty:
+        return frame
+    values = pd.to_numeric(frame[metric], errors="coerce")
+    frame = frame.assign(_key=values if mode == "max" else -values)
+    frame = frame.sort_values("_key", ascending=False, na_position="last", kind="stable")
+    frame = frame.drop(columns="_key").reset_index(drop=True)
+    frame["rank"] = range(1, len(frame) + 1)
+    return frame
+
+
+def write_leaderboard(exp_dir: Path, trials: Iterable[Any], meta: Mapping[str, Any]) -> Path:
+    frame = rank_rows(
+        (trial_row(t, meta) for t in trials),
+        meta["objective"]["metric"],
+        meta["objective"]["mode"],
+    )
+    path = exp_dir / LEADERBOARD
+    atomic_write_text(path, frame.to_csv(index=False))
+    return path
+
+
+def load_trials(exp_dir: Path) -> list[Any]:
+    """The Tune trials of an experiment folder, read from Ray's saved experiment state."""
+    from ray.tune import ExperimentAnalysis  # driver-side only
+
+    ray_dir = exp_dir / RAY_DIR
+    if not ray_dir.is_dir():
+        raise ConfigError(f"{exp_dir}: no Ray experiment folder ({RAY_DIR}/) to rebuild from")
+    return list(ExperimentAnalysis(str(ray_dir)).trials)
+
+
+def rebuild_leaderboard(exp_dir: Path) -> Path:
+    return write_leaderboard(exp_dir, load_trials(exp_dir), read_meta(exp_dir))
+
+
+def read_leaderboard(exp_dir: Path) -> pd.DataFrame:
+    path = Path(exp_dir) / LEADERBOARD
+    if not Path(exp_dir).is_dir():
+        raise ConfigError(f"{exp_dir}: no such results folder")
+    if not path.is_file():
+        raise ConfigError(f"{exp_dir}: no {LEADERBOARD} (run a sweep, or --rebuild it)")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ConfigError(f"{path}: unreadable leaderboard ({exc})") from None
+
+
+def summary_columns(frame: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
+    metric = meta["objective"]["metric"]
+    cols = ["rank", "trial_id", "status", *meta["params"], metric, "best_epoch", "epochs_run",
+            "param_count", "train_time_s"]
+    return [c for c in cols if c in frame.columns]

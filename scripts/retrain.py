@@ -1,0 +1,232 @@
+"""``hpsearch retrain results/<experiment>``: re-train a sweep's trial locally, evaluate it on
+the held-out test set and write a full report to ``results/<experiment>/best/``."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from lightning_modules.metrics import binary_metrics, metrics_from_confusion
+from lightning_modules.summary import format_parameter_table, parameter_table
+from scripts import plots
+from scripts.config import TrainConfig
+from scripts.leaderboard import STATUS_ERRORED, atomic_write_json, read_leaderboard, read_meta
+from scripts.train import TrainResult, train
+from search_spaces.typed import ConfigError
+
+BEST_DIR = "best"
+# Re-training a trial with its seed on the same machine repeats its computation; across
+# thread counts float sums may round differently, so we promise agreement within this.
+REPRODUCE_TOLERANCE = 0.005
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    rank: int | None = None
+    trial_id: str | None = None
+    config: str | None = None
+    epochs: int | None = None
+    seed: int | None = None
+    accelerator: str = "auto"
+    train_on: str = "train"
+    data_dir: str | None = None
+
+
+def pick_trial(board: pd.DataFrame, opts: RetrainOptions) -> pd.Series:
+    """The leaderboard row to re-train: by trial id, by rank, or the best (rank 1)."""
+    if board.empty:
+        raise ConfigError("the leaderboard has no trials")
+    if opts.trial_id is not None:
+        rows = board[board.trial_id.astype(str) == opts.trial_id]
+        if rows.empty:
+            raise ConfigError(f"no trial '{opts.trial_id}' in the leaderboard")
+        row = rows.iloc[0]
+    else:
+        rank = opts.rank or 1
+        if rank > len(board):
+            raise ConfigError(f"--rank {rank}: the leaderboard has only {len(board)} trials")
+        row = board.iloc[rank - 1]
+    if row["status"] == STATUS_ERRORED:
+        raise ConfigError(
+            f"trial {row['trial_id']} errored ({row.get('error') or 'no message'}); "
+            "pick another with --rank or --trial"
+        )
+    if not isinstance(row.get("config"), str) or not row["config"]:
+        raise ConfigError(f"trial {row['trial_id']} has no recorded config (it never reported)")
+    return row
+
+
+def _config_from_file(path: str) -> TrainConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    raw = yaml.safe_load(p.read_text())
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping with data/model/optimizer")
+    try:
+        return TrainConfig.from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def resolve_run(exp_dir: Path, opts: RetrainOptions) -> tuple[TrainConfig, int, dict[str, Any]]:
+    """The config to train, how many epochs to run, and where it came from."""
+    meta = read_meta(exp_dir)
+    metric = meta["objective"]["metric"]
+    if opts.config:
+        cfg = _config_from_file(opts.config)
+        source: dict[str, Any] = {"config_file": opts.config}
+        epochs = opts.epochs or cfg.max_epochs
+    else:
+        row = pick_trial(read_leaderboard(exp_dir), opts)
+        cfg = TrainConfig.from_dict(json.loads(row["config"]))
+        epochs = opts.epochs or int(row["best_epoch"])
+        source = {
+            "trial_id": str(row["trial_id"]),
+            "rank": int(row["rank"]),
+            "status": row["status"],
+            "sweep_metric": metric,
+            "sweep_value": float(row[metric]),
+            "sweep_best_epoch": int(row["best_epoch"]),
+        }
+    if opts.seed is not None:
+        cfg = replace(cfg, seed=opts.seed)
+    return cfg, epochs, {**source, "experiment": meta["experiment"], "objective": meta["objective"]}
+
+
+def test_metrics(result: TrainResult) -> dict[str, Any]:
+    module, test = result.module, result.test or {}
+    names = list(result.datamodule.class_names)
+    out: dict[str, Any] = {"loss": test.get("test_loss")}
+    if module.binary:
+        threshold = module.model_cfg.threshold
+        b = binary_metrics(module.test_scores, module.test_targets, threshold)
+        out |= {k: b[k] for k in ("accuracy", "f1", "auc", "sensitivity", "specificity")}
+        out["threshold"] = threshold
+        confusion = np.asarray(b["confusion"])
+    else:
+        confusion = np.asarray(module.test_confusion)
+        m = metrics_from_confusion(confusion)
+        out |= {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+        out["per_class"] = {
+            name: {"precision": p, "recall": r, "f1": f, "support": s}
+            for name, p, r, f, s in zip(names, m["precision"], m["recall"], m["f1"], m["support"])
+        }
+    out["confusion"] = confusion.tolist()
+    return out
+
+
+def most_confused(confusion: np.ndarray, names: list[str], top: int = 5) -> list[str]:
+    """The largest off-diagonal cells, e.g. ``"4 predicted as 9: 13"``."""
+    cm = np.asarray(confusion).copy()
+    np.fill_diagonal(cm, 0)
+    order = np.argsort(cm, axis=None)[::-1][:top]
+    pairs = [np.unravel_index(i, cm.shape) for i in order]
+    return [f"{names[t]} predicted as {names[p]}: {cm[t, p]}" for t, p in pairs if cm[t, p] > 0]
+
+
+def _report_md(info: dict[str, Any], table: str, binary: bool) -> str:
+    test = info["test"]
+    lines = [f"# {info['experiment']}: re-trained best trial", ""]
+    if "trial_id" in info:
+        lines.append(
+            f"Trial `{info['trial_id']}` (rank {info['rank']}), {info['epochs']} epochs on "
+            f"`{info['train_on']}`, seed {info['config']['seed']}, code `{info['code_version']}`."
+        )
+        lines.append(
+            f"Sweep {info['sweep_metric']} {info['sweep_value']:.4f}; re-trained "
+            f"{info['sweep_metric']} {info['retrain_value']:.4f}."
+        )
+    lines += ["", "## Test set", "", "| metric | value |", "|---|---|"]
+    keys = ("accuracy", "loss", "f1", "auc", "sensitivity", "specificity", "threshold") if binary \
+        else ("accuracy", "loss", "macro_f1")
+    lines += [f"| {k} | {test[k]:.4f} |" for k in keys if test.get(k) is not None]
+    if not binary:
+        lines += ["", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
+        for name, m in test["per_class"].items():
+            lines.append(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | "
+                         f"{m['f1']:.4f} | {m['support']} |")
+    lines += ["", "## Most confused", ""]
+    lines += [f"- {p}" for p in info["most_confused"]] or ["- none"]
+    lines += ["", "![confusion matrix](confusion_matrix.png)", "",
+              "![learning curves](learning_curves.png)", ""]
+    if binary:
+        lines += ["![ROC curve](roc_curve.png)", ""]
+    lines += ["## Parameters per layer", "", "```", table, "```", "",
+              "## Config", "", "```json", json.dumps(info["config"], indent=2), "```", "",
+              "Checkpoint: `model.ckpt` (`ClassifierModule.load_from_checkpoint`).", ""]
+    return "\n".join(lines)
+
+
+def write_report(out: Path, result: TrainResult, info: dict[str, Any]) -> None:
+    names = [str(n) for n in result.datamodule.class_names]
+    test = info["test"]
+    confusion = np.asarray(test["confusion"])
+    pd.DataFrame(confusion, index=names, columns=names).to_csv(out / "confusion_matrix.csv")
+    plots.confusion_matrix(confusion, names, out / "confusion_matrix.png", info["experiment"])
+    plots.learning_curves(result.history, out / "learning_curves.png", info["experiment"])
+    if result.module.binary:
+        plots.roc_curve(result.module.test_scores, result.module.test_targets,
+                        out / "roc_curve.png", info["experiment"])
+    rows = parameter_table(result.module.backbone)
+    pd.DataFrame(rows).to_csv(out / "parameters.csv", index=False)
+    result.extra["trainer"].save_checkpoint(out / "model.ckpt")
+    atomic_write_json(out / "metrics.json", info)
+    (out / "report.md").write_text(
+        _report_md(info, format_parameter_table(rows), result.module.binary)
+    )
+
+
+def retrain(exp_dir: Path, opts: RetrainOptions) -> Path:
+    """Re-train, evaluate and write ``exp_dir/best/``; returns the report's path."""
+    from scripts.sweep import code_version
+
+    if not exp_dir.is_dir():
+        raise ConfigError(f"{exp_dir}: no such results folder")
+    cfg, epochs, info = resolve_run(exp_dir, opts)
+    metric = info["objective"]["metric"]
+    result = train(
+        cfg, data_dir=opts.data_dir, objective=metric, mode=info["objective"]["mode"],
+        accelerator=opts.accelerator, progress_bar=True, run_test=True, stop_after=epochs,
+        train_on=opts.train_on,
+    )
+    test = test_metrics(result)
+    names = [str(n) for n in result.datamodule.class_names]
+    last = result.history[-1]
+    info |= {
+        "config": cfg.to_dict(),
+        "epochs": epochs,
+        "train_on": opts.train_on,
+        "code_version": code_version(),
+        "retrain_value": float(last.get(metric, math.nan)),
+        "validation": {k: v for k, v in last.items() if k.startswith("val_")},
+        "test": test,
+        "param_count": result.param_count,
+        "train_time_s": result.train_time_s,
+        "class_names": names,
+        "most_confused": most_confused(np.asarray(test["confusion"]), names),
+    }
+    # Build the report beside the old one and swap it in whole: never half a report.
+    tmp = Path(tempfile.mkdtemp(dir=exp_dir, prefix=f".{BEST_DIR}-"))
+    try:
+        write_report(tmp, result, info)
+        final = exp_dir / BEST_DIR
+        if final.exists():
+            old = exp_dir / f".{BEST_DIR}-old"
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final / "report.md"

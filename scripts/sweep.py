@@ -1,0 +1,440 @@
+"""The sweep engine: a search-space file becomes a Ray Tune experiment with Optuna search,
+ASHA early stopping, and a leaderboard CSV rewritten as trials finish."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from ray import tune
+
+from scripts.config import TrainConfig, train_config_from_sections
+from scripts.leaderboard import (
+    LEADERBOARD,
+    RAY_DIR,
+    SWEEP_META,
+    atomic_write_json,
+    read_meta,
+    write_leaderboard,
+)
+from scripts.train import EpochHistory, train
+from search_spaces.schema import SECTIONS, ListDist, Param, SearchSpace, parse_space
+from search_spaces.typed import ConfigError
+
+# ---------------------------------------------------------------------------------------
+# Search space -> Optuna (define-by-run) -> trial config
+# ---------------------------------------------------------------------------------------
+
+
+def _suggest_scalar(trial: Any, name: str, dist: Any) -> Any:
+    if dist.type == "int":
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if dist.type == "float":
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+    return trial.suggest_categorical(name, list(dist.values))
+
+
+def define_by_run(trial: Any, space: SearchSpace) -> None:
+    """Optuna define-by-run space. Module-level so the searcher pickles for ``--resume``.
+
+    A list parameter draws its length as ``PATH.length`` and then ``PATH.0``, ``PATH.1``...
+    """
+    drawn: dict[str, Any] = {}
+    for param in space.search:
+        if not param.active(drawn):
+            continue
+        if isinstance(param.dist, ListDist):
+            n = _suggest_scalar(trial, f"{param.path}.length", param.dist.length)
+            drawn[param.path] = [
+                _suggest_scalar(trial, f"{param.path}.{i}", param.dist.each) for i in range(n)
+            ]
+        else:
+            drawn[param.path] = _suggest_scalar(trial, param.path, param.dist)
+
+
+def sampled_params(space: SearchSpace, flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Regroup Optuna's flat names into one value per searched parameter (lists whole)."""
+    out: dict[str, Any] = {}
+    for param in space.search:
+        if isinstance(param.dist, ListDist):
+            length_key = f"{param.path}.length"
+            if length_key in flat:
+                out[param.path] = [flat[f"{param.path}.{i}"] for i in range(flat[length_key])]
+        elif param.path in flat:
+            out[param.path] = flat[param.path]
+    return out
+
+
+def flat_point(space: SearchSpace, point: Mapping[str, Any]) -> dict[str, Any]:
+    """A start point in Optuna's flat parameter names (lists as length + elements)."""
+    flat: dict[str, Any] = {}
+    for param in space.search:
+        if param.path not in point:
+            continue
+        value = point[param.path]
+        if isinstance(param.dist, ListDist):
+            flat[f"{param.path}.length"] = len(value)
+            flat.update({f"{param.path}.{i}": v for i, v in enumerate(value)})
+        else:
+            flat[param.path] = value
+    return flat
+
+
+def _apply(sections: dict[str, dict[str, Any]], param: Param, value: Any) -> None:
+    sections[param.section][param.key] = value
+
+
+def trial_config(space: SearchSpace, params: Mapping[str, Any]) -> TrainConfig:
+    """The typed config of one trial: the file's fixed settings plus the drawn values."""
+    sections = {s: space.fixed(s) for s in SECTIONS}
+    for param in space.search:
+        if param.path in params:
+            _apply(sections, param, params[param.path])
+    return train_config_from_sections(sections, max_epochs=space.budget.max_epochs, seed=space.seed)
+
+
+# ---------------------------------------------------------------------------------------
+# Inside a trial (runs in a Ray worker process)
+# ---------------------------------------------------------------------------------------
+
+
+def _device_name() -> str:
+    if torch.cuda.is_available():
+        idx = torch.cuda.current_device()
+        return f"cuda:{idx} ({torch.cuda.get_device_name(idx)})"
+    return "cpu"
+
+
+class TuneReporter(pl.Callback):
+    """Reports every epoch to Tune; saves a checkpoint only when the objective improved,
+    so the trial's latest checkpoint is always its best one."""
+
+    def __init__(self, params: Mapping[str, Any], cfg: TrainConfig) -> None:
+        self.static = {
+            "params": dict(params),
+            "config_json": cfg.to_json(),
+            "seed": cfg.seed,
+            "node": socket.gethostname(),
+        }
+        self.best_snapshot: dict[str, float] = {}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        history = next(cb for cb in trainer.callbacks if isinstance(cb, EpochHistory))
+        row = history.epochs[-1]
+        if history.improved:
+            self.best_snapshot = {f"best_{k}": v for k, v in row.items() if k.startswith("val_")}
+        metrics = {
+            **row,
+            **self.best_snapshot,
+            **self.static,
+            "best_value": history.best_value,
+            "best_epoch": history.best_epoch,
+            "train_time_s": history.train_time_s,
+            "param_count": sum(p.numel() for p in pl_module.parameters()),
+            "device": _device_name(),
+        }
+        try:
+            import ray
+
+            metrics["node_id"] = ray.get_runtime_context().get_node_id()
+        except Exception:  # noqa: BLE001 - placement info is best effort
+            pass
+        if not history.improved:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer.save_checkpoint(os.path.join(tmp, "model.ckpt"))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def run_trial(config: dict[str, Any], space: SearchSpace, data_dir: str | None) -> None:
+    """The Tune trainable: build the trial's config from the drawn values and train it."""
+    cpus = max(1, int(space.resources.cpus_per_trial))
+    torch.set_num_threads(cpus)
+    params = sampled_params(space, config)
+    cfg = trial_config(space, params)  # an infeasible draw raises here: the trial errors
+    train(
+        cfg,
+        data_dir=data_dir,
+        callbacks=[TuneReporter(params, cfg)],
+        objective=space.objective.metric,
+        mode=space.objective.mode,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Driver side
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    results_dir: Path = Path("results")
+    name: str | None = None
+    data_dir: str | None = None
+    address: str | None = None
+    resume: bool = False
+    num_samples: int | None = None
+    max_epochs: int | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    max_concurrent: int | None = None
+    seed: int | None = None
+    max_failures: int = 1
+    verbose: bool = True
+    # Ray Tune's own defaults (a new actor per trial, experiment state saved every ~10 s);
+    # only the benchmark's baseline turns this on.
+    tune_defaults: bool = False
+
+
+def apply_overrides(space: SearchSpace, opts: SweepOptions) -> SearchSpace:
+    budget = space.budget
+    if opts.num_samples is not None:
+        budget = dataclasses.replace(budget, num_samples=opts.num_samples)
+    if opts.max_epochs is not None:
+        budget = dataclasses.replace(
+            budget, max_epochs=opts.max_epochs, grace_period=min(budget.grace_period, opts.max_epochs)
+        )
+    res = space.resources
+    for field in ("cpus_per_trial", "gpus_per_trial", "max_concurrent"):
+        value = getattr(opts, field)
+        if value is not None:
+            res = dataclasses.replace(res, **{field: value})
+    seed = space.seed if opts.seed is None else opts.seed
+    return dataclasses.replace(space, budget=budget, resources=res, seed=seed)
+
+
+def code_version() -> str:
+    """The git commit that made a result (``+dirty`` when the tree had changes)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+            text=True, check=True, timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import version
+
+        return f"hpsearch-{version('hpsearch')}"
+
+
+def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, name: str) -> dict:
+    return {
+        "experiment": name,
+        "space_file": space.source,
+        "space": raw,
+        "overrides": {
+            k: v for k, v in dataclasses.asdict(opts).items()
+            if k in ("num_samples", "max_epochs", "cpus_per_trial", "gpus_per_trial",
+                     "max_concurrent", "seed") and v is not None
+        },
+        "objective": dataclasses.asdict(space.objective),
+        "max_epochs": space.budget.max_epochs,
+        "num_samples": space.budget.num_samples,
+        "params": list(space.param_names),
+        "dataset": space.data.get("name"),
+        "family": space.model.get("family"),
+        "seed": space.seed,
+        "code_version": code_version(),
+        "study_name": f"{name}-{uuid.uuid4().hex[:8]}",
+        "wall_time_s": 0.0,
+    }
+
+
+class LeaderboardCallback(tune.Callback):
+    """Driver-side Tune callback: rewrites the leaderboard when a trial finishes (and every
+    few seconds while results arrive), and prints one line per finished trial.
+
+    Module-level and holding only plain data, because Tune pickles it with the experiment
+    and brings it back on ``--resume``."""
+
+    def __init__(self, exp_dir: Path, meta: Mapping[str, Any], verbose: bool = True) -> None:
+        self.exp_dir = exp_dir
+        self.meta = dict(meta)
+        self.verbose = verbose
+        self._last_write = 0.0
+
+    def _write(self, trials: list[Any]) -> None:
+        write_leaderboard(self.exp_dir, trials, self.meta)
+        self._last_write = time.monotonic()
+
+    def _say(self, trial: Any, what: str) -> None:
+        if not self.verbose:
+            return
+        result = trial.last_result or {}
+        metric = self.meta["objective"]["metric"]
+        value = result.get("best_value")
+        shown = f"{metric}={value:.4f}" if isinstance(value, float) else "no result"
+        print(f"  trial {trial.trial_id} {what}: {shown} after {result.get('epoch', 0)} epoch(s)",
+              flush=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+        if time.monotonic() - self._last_write > 5.0:
+            self._write(trials)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+        self._write(trials)
+        self._say(trial, "finished")
+
+    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
+        self._write(trials)
+        self._say(trial, "errored")
+
+    def on_experiment_end(self, trials, **info):  # noqa: ANN001
+        self._write(trials)
+
+
+def init_ray(address: str | None) -> None:
+    """Join the cluster at ``address`` (``auto``, ``ray://…``) or start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+@dataclass
+class SweepOutcome:
+    exp_dir: Path
+    leaderboard: Path
+    wall_time_s: float
+    interrupted: bool
+    best: dict[str, Any] | None
+
+
+def _trainable(space: SearchSpace, data_dir: str | None) -> Any:
+    trainable = tune.with_parameters(run_trial, space=space, data_dir=data_dir)
+    resources = {"cpu": space.resources.cpus_per_trial, "gpu": space.resources.gpus_per_trial}
+    return tune.with_resources(trainable, resources)
+
+
+def _searcher(space: SearchSpace, exp_dir: Path, study_name: str) -> Any:
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(exp_dir / 'optuna.db').resolve()}")
+    return OptunaSearch(
+        space=functools.partial(define_by_run, space=space),
+        metric=space.objective.metric,
+        mode=space.objective.mode,
+        seed=space.seed,
+        study_name=study_name,
+        storage=storage,
+        points_to_evaluate=[flat_point(space, p) for p in space.start_points] or None,
+    )
+
+
+def prepare_experiment(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) -> tuple[SearchSpace, Path, dict]:
+    """Resolve the experiment folder and its metadata; on resume, reload what was stored."""
+    name = opts.name or space.experiment
+    exp_dir = (opts.results_dir / name).resolve()
+    meta_path = exp_dir / SWEEP_META
+    if opts.resume:
+        if not (exp_dir / RAY_DIR).is_dir() or not meta_path.is_file():
+            raise ConfigError(f"{exp_dir}: nothing to resume (no earlier sweep of this name)")
+        meta = read_meta(exp_dir)
+        stored = parse_space(meta["space"], source=meta["space_file"])
+        stored_opts = dataclasses.replace(SweepOptions(), **meta["overrides"])
+        return apply_overrides(stored, stored_opts), exp_dir, meta
+    if (exp_dir / RAY_DIR).exists() or (exp_dir / LEADERBOARD).exists():
+        raise ConfigError(
+            f"{exp_dir} already holds a sweep: add --resume to continue it, "
+            "or --name NEW for a new one"
+        )
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    meta = sweep_meta(space, raw, opts, name)
+    atomic_write_json(meta_path, meta)
+    return space, exp_dir, meta
+
+
+def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) -> SweepOutcome:
+    """Run (or resume) the sweep described by ``space`` and return where its results are."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    space = apply_overrides(space, opts)
+    space, exp_dir, meta = prepare_experiment(space, raw, opts)
+    # Save Tune's experiment state at every step: a killed driver then loses no finished
+    # trial on --resume. The state of these sweeps is a few kB, so this costs little.
+    if not opts.tune_defaults:
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    init_ray(opts.address)
+    data_dir = str(Path(opts.data_dir).resolve()) if opts.data_dir else os.environ.get("HPSEARCH_DATA_DIR")
+    trainable = _trainable(space, data_dir)
+    started = time.monotonic()
+    callback = LeaderboardCallback(exp_dir, meta, opts.verbose)
+    if opts.resume:
+        tuner = tune.Tuner.restore(
+            str(exp_dir / RAY_DIR), trainable=trainable,
+            resume_unfinished=True, resume_errored=False, restart_errored=False,
+        )
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=_searcher(space, exp_dir, meta["study_name"]),
+                scheduler=ASHAScheduler(
+                    time_attr="epoch",
+                    max_t=space.budget.max_epochs,
+                    grace_period=space.budget.grace_period,
+                    reduction_factor=space.budget.reduction_factor,
+                ),
+                metric=space.objective.metric,
+                mode=space.objective.mode,
+                num_samples=space.budget.num_samples,
+                max_concurrent_trials=space.resources.max_concurrent,
+                time_budget_s=space.budget.time_budget_s,
+                reuse_actors=not opts.tune_defaults,
+            ),
+            run_config=tune.RunConfig(
+                name=RAY_DIR,
+                storage_path=str(exp_dir),
+                callbacks=[callback],
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+    interrupted = False
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        interrupted = True
+    elapsed = time.monotonic() - started
+    meta = read_meta(exp_dir)
+    meta["wall_time_s"] = float(meta.get("wall_time_s", 0.0)) + elapsed
+    atomic_write_json(exp_dir / SWEEP_META, meta)
+    board = exp_dir / LEADERBOARD
+    best = _best_row(board)
+    return SweepOutcome(exp_dir, board, elapsed, interrupted, best)
+
+
+def _best_row(board: Path) -> dict[str, Any] | None:
+    import pandas as pd
+
+    if not board.is_file():
+        return None
+    frame = pd.read_csv(board)
+    return None if frame.empty else json.loads(frame.iloc[0].to_json())

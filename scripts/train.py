@@ -1,0 +1,174 @@
+"""``train(cfg) -> TrainResult``: the one training path used by the CLI, the sweep trials,
+the re-train command, the benchmark and the tests."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from datamodules import build_datamodule
+from lightning_modules.classifier import ClassifierModule
+from scripts.config import TrainConfig
+
+
+class MetricNotLoggedError(RuntimeError):
+    """The objective metric was never logged, so a sweep would optimise nothing."""
+
+
+def _as_float(value: Any) -> float:
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+class EpochHistory(pl.Callback):
+    """Records every epoch's logged metrics and tracks the best value of the objective."""
+
+    def __init__(self, objective: str = "val_acc", mode: str = "max") -> None:
+        self.objective = objective
+        self.mode = mode
+        self.epochs: list[dict[str, float]] = []
+        self.best_value = math.nan
+        self.best_epoch = 0
+        self.improved = False
+        self._epoch_started = 0.0
+        self.train_time_s = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning runs validation before on_train_epoch_end, so train_* and val_* of
+        # this epoch are both in callback_metrics now.
+        elapsed = time.perf_counter() - self._epoch_started
+        self.train_time_s += elapsed
+        metrics = {k: _as_float(v) for k, v in trainer.callback_metrics.items()}
+        if self.objective not in metrics:
+            raise MetricNotLoggedError(
+                f"objective metric '{self.objective}' was never logged "
+                f"(logged: {', '.join(sorted(metrics)) or 'nothing'})"
+            )
+        epoch = trainer.current_epoch + 1
+        for name in ("train_loss", "val_loss"):
+            if name in metrics and not math.isfinite(metrics[name]):
+                raise FloatingPointError(f"{name} is {metrics[name]} at epoch {epoch}: training diverged")
+        row = {"epoch": epoch, **metrics, "epoch_time_s": elapsed}
+        self.epochs.append(row)
+        value = metrics[self.objective]
+        better = value > self.best_value if self.mode == "max" else value < self.best_value
+        self.improved = math.isnan(self.best_value) or bool(better)
+        if self.improved:
+            self.best_value, self.best_epoch = value, epoch
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    history: list[dict[str, float]]
+    best_value: float
+    best_epoch: int
+    train_time_s: float
+    param_count: int
+    module: ClassifierModule
+    datamodule: Any
+    test: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The last epoch's metrics."""
+        return self.history[-1] if self.history else {}
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    if accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError("--accelerator gpu: no CUDA GPU is visible on this machine")
+    return accelerator
+
+
+def build_module(cfg: TrainConfig, datamodule: Any) -> ClassifierModule:
+    return ClassifierModule(
+        model=cfg.model,
+        optim=cfg.optim,
+        input_shape=tuple(cfg.data.input_shape),
+        num_classes=cfg.data.num_classes,
+        pos_weight=getattr(datamodule, "pos_weight", None),
+        max_epochs=cfg.max_epochs,
+    )
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    data_dir: str | Path | None = None,
+    callbacks: Sequence[pl.Callback] = (),
+    objective: str = "val_acc",
+    mode: str = "max",
+    accelerator: str = "auto",
+    progress_bar: bool = False,
+    run_test: bool = False,
+    datamodule: Any = None,
+    root_dir: str | Path | None = None,
+    stop_after: int | None = None,
+    train_on: str = "train",
+) -> TrainResult:
+    """Train ``cfg`` and return its per-epoch history, best objective value and module.
+
+    ``callbacks`` come after the history recorder, so they can read ``history.epochs[-1]``
+    (the sweep's Tune reporter does). ``stop_after`` ends training after that many epochs
+    while LR schedules still span ``cfg.max_epochs``, so a re-train up to a trial's best
+    epoch repeats that trial exactly. ``train_on="train+val"`` also fits the validation
+    split (its validation metrics are then optimistic).
+    """
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    accelerator = resolve_accelerator(accelerator)
+    if datamodule is None:
+        datamodule = build_datamodule(cfg.data, data_dir)
+    datamodule.seed = cfg.seed
+    datamodule.setup("fit")
+    if train_on == "train+val":
+        datamodule.train_x = torch.cat([datamodule.train_x, datamodule.val_x])
+        datamodule.train_y = torch.cat([datamodule.train_y, datamodule.val_y])
+    elif train_on != "train":
+        raise ValueError(f"train_on: must be 'train' or 'train+val', got {train_on!r}")
+    if accelerator == "gpu":
+        # These datasets fit on any GPU: keeping them there removes the per-batch copy.
+        datamodule.to(torch.device("cuda"))
+    module = build_module(cfg, datamodule)
+    history = EpochHistory(objective, mode)
+    trainer = pl.Trainer(
+        max_epochs=stop_after or cfg.max_epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress_bar,
+        num_sanity_val_steps=0,
+        callbacks=[history, *callbacks],
+        default_root_dir=str(root_dir) if root_dir else None,
+        deterministic=False,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    result = TrainResult(
+        config=cfg,
+        history=history.epochs,
+        best_value=history.best_value,
+        best_epoch=history.best_epoch,
+        train_time_s=history.train_time_s,
+        param_count=sum(p.numel() for p in module.parameters()),
+        module=module,
+        datamodule=datamodule,
+    )
+    result.extra["trainer"] = trainer
+    if run_test:
+        datamodule.setup("test")
+        result.test = {k: _as_float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
+    return result

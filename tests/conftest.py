@@ -1,0 +1,66 @@
+"""Shared fixtures: where the real datasets are, one Ray instance per session, and a
+per-session cache folder so tests never write to the user's ~/.cache."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_datasets() -> Path:
+    return Path(os.environ.get("HPSEARCH_DATA_DIR") or REPO.parent / "shared" / "datasets")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["HPSEARCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("hpsearch-cache"))
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    root = shared_datasets()
+    if not (root / "mnist").is_dir():
+        pytest.skip(f"real datasets not found at {root} (set HPSEARCH_DATA_DIR)")
+    return root
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    magic = 0x00000803 if array.ndim == 3 else 0x00000801
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def mnist_subset_dir(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real MNIST subset (the first 2,000 training and 500 test images) as IDX files, so
+    sweeps in tests go through the real loading code on real pixels, quickly."""
+    from datamodules.idx import read_idx
+
+    src = real_data_dir / "mnist"
+    out = tmp_path_factory.mktemp("mnist-subset") / "mnist"
+    out.mkdir()
+    for stem, n in (("train", 2000), ("t10k", 500)):
+        images = read_idx(src / f"{stem}-images-idx3-ubyte.gz")[:n]
+        labels = read_idx(src / f"{stem}-labels-idx1-ubyte.gz")[:n]
+        _write_idx(out / f"{stem}-images-idx3-ubyte.gz", images)
+        _write_idx(out / f"{stem}-labels-idx1-ubyte.gz", labels)
+    return out.parent
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (starting Ray costs seconds)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,417 @@
+"""Tests of the model layer (lightning_modules): configs, backbones, metrics, the LightningModule.
+
+Synthetic tensors only; every Trainer runs a handful of tiny CPU steps.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from sklearn.metrics import f1_score, roc_auc_score
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_modules import (
+    PRESETS,
+    BinaryCNNConfig,
+    ClassifierModule,
+    CNNConfig,
+    MLPConfig,
+    OptimConfig,
+    binary_metrics,
+    build_backbone,
+    build_optimizer,
+    count_parameters,
+    format_parameter_table,
+    get_preset,
+    metrics_from_confusion,
+    model_config_from_dict,
+    optim_config_from_dict,
+    parameter_table,
+    validate_for_data,
+)
+from search_spaces.typed import ConfigError, to_dict
+
+pytestmark = [
+    # Tiny in-memory loaders trip Lightning's performance hints; they are not failures here.
+    pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*smaller than the logging interval:UserWarning"),
+    pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no"),
+    # Raised inside Lightning itself by this torch version; nothing the model layer controls.
+    pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated"),
+]
+
+IMAGE_SHAPE = (1, 8, 8)
+FAMILY_CASES: dict[str, tuple[dict[str, Any], int]] = {
+    "mlp": ({"family": "mlp", "hidden": [32]}, 3),
+    "cnn": ({"family": "cnn", "filters": [4, 8], "dense": [16]}, 3),
+    "binary_cnn": ({"family": "binary_cnn", "filters": [4, 8], "dense": [16]}, 2),
+}
+
+
+def _trainer(**kwargs: Any) -> pl.Trainer:
+    options: dict[str, Any] = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    options.update(kwargs)
+    return pl.Trainer(**options)
+
+
+def _data(num_classes: int, n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose label is a fixed linear function of the pixels, so it is learnable."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, *IMAGE_SHAPE, generator=gen)
+    # Same projection for every split, so validation data follow the training rule.
+    projection = torch.randn(
+        math.prod(IMAGE_SHAPE), num_classes, generator=torch.Generator().manual_seed(1234)
+    )
+    y = (x.flatten(1) @ projection).argmax(dim=1)
+    return x, y
+
+
+def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 16) -> DataLoader:
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size)
+
+
+def _module(family: str, **optim: Any) -> ClassifierModule:
+    model, num_classes = FAMILY_CASES[family]
+    return ClassifierModule(model, {"lr": 1e-2, **optim}, IMAGE_SHAPE, num_classes)
+
+
+# --------------------------------------------------------------------------- backbones
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_parameter_count_matches_keras(name: str) -> None:
+    preset = PRESETS[name]
+    backbone = build_backbone(preset.model, preset.input_shape, preset.num_classes)
+    assert count_parameters(backbone) == preset.expected_params
+    assert parameter_table(backbone)[-1]["total"] == preset.expected_params
+    out = backbone(torch.zeros(2, *preset.input_shape))
+    assert out.shape == (2, 1 if preset.model.binary else preset.num_classes)
+
+
+def test_parameter_table_rows_and_text() -> None:
+    preset = get_preset("cnn_7465")
+    rows = parameter_table(build_backbone(preset.model, preset.input_shape, preset.num_classes))
+    assert [(r["type"], r["weights"], r["biases"], r["total"]) for r in rows] == [
+        ("Conv2d", 225, 9, 234),
+        ("Conv2d", 2025, 9, 2034),
+        ("Conv2d", 1296, 16, 1312),
+        ("Linear", 3600, 25, 3625),
+        ("Linear", 250, 10, 260),
+        ("", 7396, 69, 7465),
+    ]
+    text = format_parameter_table(rows)
+    assert text.splitlines()[-1].split() == ["total", "7,396", "69", "7,465"]
+    assert "features.block1.conv" in text
+
+
+def test_mlp_accepts_images_and_feature_vectors() -> None:
+    cfg = MLPConfig(hidden=(8,))
+    assert build_backbone(cfg, (1, 28, 28), 10)(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert build_backbone(cfg, (392,), 10)(torch.zeros(3, 392)).shape == (3, 10)
+
+
+def test_unknown_preset_lists_known() -> None:
+    with pytest.raises(ConfigError, match="unknown preset 'nope' \\(known: mlp_784_300_10, "):
+        get_preset("nope")
+
+
+# --------------------------------------------------------------------------- config validation
+
+
+def _cnn_data_check(filters: int, shape: tuple[int, ...], classes: int = 10) -> None:
+    validate_for_data(CNNConfig(filters=(4,) * filters), shape, classes)
+
+
+INVALID: dict[str, tuple[Callable[[], object], str]] = {
+    "5 pools on 28x28": (
+        lambda: _cnn_data_check(5, (1, 28, 28)),
+        "model.filters: 5 conv blocks with 2x2 pooling need inputs of at least 32x32, got 28x28",
+    ),
+    "dropout 1.5": (lambda: MLPConfig(dropout=1.5), "dropout must be in [0, 1), got 1.5"),
+    "dropout -0.1": (lambda: CNNConfig(dropout=-0.1), "dropout must be in [0, 1), got -0.1"),
+    "zero width": (lambda: MLPConfig(hidden=(300, 0)), "hidden[1] must be positive, got 0"),
+    "negative filters": (lambda: CNNConfig(filters=(8, -4)), "filters[1] must be positive, got -4"),
+    "zero dense": (lambda: BinaryCNNConfig(dense=(0,)), "dense[0] must be positive, got 0"),
+    "zero kernel": (lambda: CNNConfig(kernel_size=0), "kernel_size[0] must be positive, got 0"),
+    "kernel size not a number": (
+        lambda: CNNConfig(kernel_size=3.0),  # type: ignore[arg-type]
+        "kernel_size must be an integer or a list of integers, got 3.0",
+    ),
+    "no conv blocks": (lambda: CNNConfig(filters=()), "filters must list at least one conv block"),
+    "unknown activation": (
+        lambda: MLPConfig(activation="swish"),
+        "activation: unknown activation 'swish' (known: leaky_relu, relu, sigmoid, tanh)",
+    ),
+    "unknown optimizer": (
+        lambda: optim_config_from_dict({"name": "foo"}),
+        "optimizer.name: unknown optimizer 'foo' (known: adam, adamw, rmsprop, sgd)",
+    ),
+    "unknown optimizer, direct": (
+        lambda: OptimConfig(name="foo"),  # type: ignore[arg-type]
+        "name: unknown optimizer 'foo' (known: adam, adamw, rmsprop, sgd)",
+    ),
+    "lr 0": (lambda: OptimConfig(lr=0.0), "lr must be positive, got 0.0"),
+    "momentum 1": (lambda: OptimConfig(momentum=1.0), "momentum must be in [0, 1), got 1.0"),
+    "negative weight decay": (
+        lambda: OptimConfig(weight_decay=-1e-4),
+        "weight_decay must be >= 0, got -0.0001",
+    ),
+    "nesterov with adam": (
+        lambda: OptimConfig(name="adam", momentum=0.9, nesterov=True),
+        "nesterov needs name 'sgd' and momentum > 0, got name 'adam' with momentum 0.9",
+    ),
+    "nesterov without momentum": (
+        lambda: OptimConfig(name="sgd", nesterov=True),
+        "nesterov needs name 'sgd' and momentum > 0, got name 'sgd' with momentum 0.0",
+    ),
+    "binary head on 10 classes": (
+        lambda: validate_for_data(BinaryCNNConfig(), (1, 28, 28), 10),
+        "model.family: 'binary_cnn' has a single-logit binary head and needs a 2-class "
+        "dataset, got 10 classes",
+    ),
+    "cnn on a flat vector": (
+        lambda: validate_for_data(CNNConfig(), (392,), 10),
+        "model.family: 'cnn' needs image inputs shaped (channels, height, width), "
+        "got a flat feature vector of shape (392,)",
+    ),
+    "kernel_size length mismatch": (
+        lambda: CNNConfig(filters=(8, 16, 32), kernel_size=(3, 3)),
+        "kernel_size has 2 entries but filters has 3",
+    ),
+    "threshold 1": (lambda: BinaryCNNConfig(threshold=1.0), "threshold must be in (0, 1)"),
+    "unknown family": (
+        lambda: model_config_from_dict({"family": "rnn"}, "model"),
+        "model.family: unknown model family 'rnn' (known: mlp, cnn, binary_cnn)",
+    ),
+    "missing family": (
+        lambda: model_config_from_dict({"hidden": [3]}, "model"),
+        "model.family: missing (known families: mlp, cnn, binary_cnn)",
+    ),
+    "dict path prefixes the field": (
+        lambda: model_config_from_dict({"family": "mlp", "hidden": [300, 0]}, "model"),
+        "model.hidden[1] must be positive, got 0",
+    ),
+    "dict path keeps from_dict type errors": (
+        lambda: model_config_from_dict({"family": "cnn", "dense": 5}, "model"),
+        "model.dense: expected a list, got 5",
+    ),
+    "dict path unknown key": (
+        lambda: model_config_from_dict({"family": "mlp", "widths": [3]}, "model"),
+        "model.widths: unknown key",
+    ),
+    "module rejects bad data fit": (
+        lambda: ClassifierModule({"family": "cnn", "filters": [4] * 5}, {}, (1, 28, 28), 10),
+        "5 conv blocks with 2x2 pooling need inputs of at least 32x32, got 28x28",
+    ),
+    "pos_weight on 10 classes": (
+        lambda: ClassifierModule({"family": "mlp"}, {}, (784,), 10, pos_weight=3.0),
+        "pos_weight weights the positive class of a 2-class problem, got 10 classes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID))
+def test_invalid_config_is_rejected_with_message(case: str) -> None:
+    make, message = INVALID[case]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make()
+
+
+def test_valid_edge_cases_are_accepted() -> None:
+    # 5 pools fit exactly on 32x32, multiclass families are fine for 2 classes.
+    validate_for_data(CNNConfig(filters=(4,) * 5), (1, 32, 32), 10)
+    validate_for_data(CNNConfig(), (1, 28, 28), 2)
+    validate_for_data(MLPConfig(), (392,), 2)
+    assert CNNConfig(filters=(4, 8), kernel_size=(5, 3)).kernel_sizes == (5, 3)
+    assert CNNConfig(filters=(4, 8), kernel_size=5).kernel_sizes == (5, 5)
+
+
+def test_config_dict_round_trip() -> None:
+    for preset in PRESETS.values():
+        assert model_config_from_dict(to_dict(preset.model)) == preset.model
+        assert optim_config_from_dict(to_dict(preset.optim)) == preset.optim
+    cfg = model_config_from_dict({"family": "cnn", "filters": [4, 8], "kernel_size": [5, 3]})
+    assert cfg == CNNConfig(filters=(4, 8), kernel_size=(5, 3))
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+def test_optimizer_factory_defaults() -> None:
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    rmsprop = build_optimizer(params, OptimConfig(name="rmsprop"))
+    assert isinstance(rmsprop, torch.optim.RMSprop)
+    assert rmsprop.defaults["lr"] == 1e-3
+    assert rmsprop.defaults["alpha"] == 0.9
+    assert rmsprop.defaults["eps"] == 1e-7
+    adam = build_optimizer(params, OptimConfig(name="adam"))
+    assert isinstance(adam, torch.optim.Adam) and adam.defaults["eps"] == 1e-8
+    adamw = build_optimizer(params, OptimConfig(name="adamw", weight_decay=0.05, eps=1e-6))
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert adamw.defaults["weight_decay"] == 0.05 and adamw.defaults["eps"] == 1e-6
+    sgd = build_optimizer(params, OptimConfig(name="sgd", momentum=0.9, nesterov=True))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_schedules_change_the_learning_rate(schedule: str) -> None:
+    x, y = _data(3, n=32)
+    module = _module("mlp", schedule=schedule)
+    trainer = _trainer(max_epochs=2)
+    trainer.fit(module, _loader(x, y))
+    optimizer = trainer.optimizers[0]
+    assert optimizer.param_groups[0]["lr"] < 1e-2 * 0.9
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CASES))
+def test_training_lowers_the_loss(family: str) -> None:
+    torch.manual_seed(0)
+    x, y = _data(FAMILY_CASES[family][1], n=32)
+    module = _module(family)
+
+    def loss() -> float:
+        module.eval()
+        with torch.no_grad():
+            value = module._loss(module(x), y).item()
+        module.train()
+        return value
+
+    before = loss()
+    _trainer(max_epochs=20, num_sanity_val_steps=0).fit(module, _loader(x, y, batch_size=32))
+    assert loss() < 0.7 * before
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CASES))
+def test_logged_metrics_and_test_results(family: str) -> None:
+    torch.manual_seed(0)
+    num_classes = FAMILY_CASES[family][1]
+    x, y = _data(num_classes, n=48)
+    val_x, val_y = _data(num_classes, n=40, seed=1)
+    module = _module(family)
+    trainer = _trainer(max_epochs=2)
+    trainer.fit(module, _loader(x, y), _loader(val_x, val_y))
+
+    expected = {"train_loss", "train_acc", "val_loss", "val_acc", "val_f1"}
+    if family == "binary_cnn":
+        expected |= {"val_auc", "val_sensitivity", "val_specificity"}
+    assert set(trainer.callback_metrics) == expected
+    assert 0.0 <= trainer.callback_metrics["val_acc"] <= 1.0
+
+    (results,) = trainer.test(module, _loader(val_x, val_y, batch_size=7), verbose=False)
+    assert set(results) == {name.replace("val_", "test_") for name in expected if "val" in name}
+    confusion = module.test_confusion
+    assert confusion is not None and confusion.dtype.kind == "i"
+    assert confusion.shape == (num_classes, num_classes)
+    assert confusion.sum() == len(val_y)
+    assert results["test_acc"] == pytest.approx(np.trace(confusion) / len(val_y))
+
+    module.eval()
+    with torch.no_grad():
+        logits = module(val_x)
+    if family == "binary_cnn":
+        scores = torch.sigmoid(logits).numpy()
+        assert module.test_scores is not None and module.test_targets is not None
+        np.testing.assert_allclose(module.test_scores, scores, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(module.test_targets, val_y.numpy())
+        assert results["test_auc"] == pytest.approx(roc_auc_score(val_y.numpy(), scores))
+    else:
+        preds = logits.argmax(dim=1).numpy()
+        macro = f1_score(val_y.numpy(), preds, average="macro")
+        assert results["test_f1"] == pytest.approx(macro, abs=1e-6)
+
+
+def test_sanity_check_does_not_leak_into_validation() -> None:
+    torch.manual_seed(0)
+    x, y = _data(3, n=48)
+    module = _module("mlp")
+    trainer = _trainer(max_epochs=1, num_sanity_val_steps=2)
+    trainer.fit(module, _loader(x, y), _loader(x, y))
+    from_fit = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
+    (again,) = _trainer().validate(module, _loader(x, y), verbose=False)
+    assert from_fit == pytest.approx(again)
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    x, y = _data(2, n=32)
+    model, _ = FAMILY_CASES["binary_cnn"]
+    module = ClassifierModule(model, {"name": "rmsprop"}, IMAGE_SHAPE, 2, pos_weight=2.5)
+    trainer = _trainer(max_epochs=1)
+    trainer.fit(module, _loader(x, y))
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+
+    # Plain hyperparameters: loadable without trusting pickled classes.
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["hyper_parameters"]["model"]["family"] == "binary_cnn"
+
+    loaded = ClassifierModule.load_from_checkpoint(path, weights_only=True)
+    assert loaded.model_cfg == module.model_cfg and loaded.optim_cfg == module.optim_cfg
+    assert loaded.loss_fn.pos_weight.item() == 2.5
+    module.eval()
+    loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), module(x), rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_metrics_from_confusion_hand_computed() -> None:
+    cm = np.array([[5, 1, 0], [2, 3, 1], [0, 0, 4]])
+    m = metrics_from_confusion(cm)
+    assert m["accuracy"] == pytest.approx(12 / 16)
+    assert m["precision"] == pytest.approx([5 / 7, 3 / 4, 4 / 5])
+    assert m["recall"] == pytest.approx([5 / 6, 3 / 6, 4 / 4])
+    assert m["f1"] == pytest.approx([10 / 13, 6 / 10, 8 / 9])
+    assert m["macro_f1"] == pytest.approx((10 / 13 + 6 / 10 + 8 / 9) / 3)
+    assert m["support"] == [6, 6, 4]
+
+
+def test_metrics_from_confusion_absent_class_matches_sklearn() -> None:
+    # Class 2 never occurs: like sklearn's default, it is left out of the macro average.
+    y_true = np.array([0, 0, 1, 1, 1])
+    y_pred = np.array([0, 1, 1, 1, 0])
+    cm = np.zeros((3, 3), dtype=int)
+    np.add.at(cm, (y_true, y_pred), 1)
+    m = metrics_from_confusion(cm)
+    assert m["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert m["f1"][2] == 0.0
+
+
+def test_binary_metrics_hand_computed() -> None:
+    scores = np.array([0.9, 0.2, 0.6, 0.4, 0.7])
+    targets = np.array([1, 0, 0, 1, 1])
+    m = binary_metrics(scores, targets, threshold=0.5)
+    np.testing.assert_array_equal(m["confusion"], [[1, 1], [1, 2]])
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["sensitivity"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(1 / 2)
+    assert m["auc"] == pytest.approx(5 / 6)
+    # A higher threshold trades sensitivity for specificity.
+    strict = binary_metrics(scores, targets, threshold=0.8)
+    assert strict["sensitivity"] == pytest.approx(1 / 3) and strict["specificity"] == 1.0
+
+
+def test_binary_metrics_single_class_gives_nan() -> None:
+    m = binary_metrics(np.array([0.2, 0.7]), np.array([1, 1]))
+    assert math.isnan(m["auc"]) and math.isnan(m["specificity"])
+    assert m["sensitivity"] == pytest.approx(1 / 2)

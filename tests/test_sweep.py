@@ -1,0 +1,200 @@
+"""Real Ray Tune sweeps on a real MNIST subset: ASHA, an errored trial, the leaderboard,
+interrupt-and-resume, and the CLI's error handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from lightning_modules.classifier import ClassifierModule
+from scripts.compare import compare
+from scripts.leaderboard import LEADERBOARD, rebuild_leaderboard
+from scripts.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
+from search_spaces.typed import ConfigError
+from scripts.sweep import SweepOptions, run_sweep
+from search_spaces.schema import parse_space
+
+pytestmark = pytest.mark.slow
+
+SMALL_MLP = {
+    "experiment": "tiny_mlp",
+    "data": {"name": "mnist", "val_size": 500, "batch_size": 100},
+    "model": {"family": "mlp", "hidden": [32]},
+    "optimizer": {"name": "sgd", "momentum": 0.9},
+    "search": {
+        "model.hidden": {"type": "list", "length": 1,
+                         "each": {"type": "choice", "values": [16, 32, 64]}},
+        "optimizer.lr": {"type": "float", "low": 1e-6, "high": 1e7, "log": True},
+    },
+    # Tried first, in this order: a good run, a hopeless learning rate (ASHA stops it), a
+    # diverging one (NaN loss: recorded as errored), and another good run.
+    "start_points": [
+        {"model.hidden": [64], "optimizer.lr": 0.05},
+        {"model.hidden": [16], "optimizer.lr": 1e-6},
+        {"model.hidden": [32], "optimizer.lr": 1e7},
+        {"model.hidden": [32], "optimizer.lr": 0.03},
+    ],
+    "objective": {"metric": "val_acc", "mode": "max"},
+    "budget": {"num_samples": 4, "max_epochs": 4, "grace_period": 1, "reduction_factor": 2},
+    "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(ray_session, mnist_subset_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    results = tmp_path_factory.mktemp("results")
+    space = parse_space(SMALL_MLP, "tiny.yaml")
+    return run_sweep(
+        space, SMALL_MLP,
+        SweepOptions(results_dir=results, data_dir=str(mnist_subset_dir), verbose=False),
+    )
+
+
+def test_sweep_records_completed_early_stopped_and_errored_trials(tiny_sweep):
+    outcome = tiny_sweep
+    board = pd.read_csv(outcome.leaderboard)
+    assert len(board) == 4
+    for col in ("rank", "trial_id", "status", "model.hidden", "optimizer.lr", "val_acc",
+                "best_epoch", "epochs_run", "param_count", "train_time_s", "error",
+                "checkpoint", "config", "seed", "code_version", "node", "device"):
+        assert col in board.columns, col
+    statuses = board.set_index("optimizer.lr")["status"].to_dict()
+    assert statuses[0.05] == "completed" and statuses[0.03] == "completed"
+    assert statuses[1e-6] == "early-stopped"
+    assert statuses[1e7] == "errored"
+    errored = board[board.status == "errored"].iloc[0]
+    assert "diverged" in errored["error"] and pd.isna(errored["rank"]) is False
+    assert errored["rank"] == 4  # no metric: ranked last
+    best = board.iloc[0]
+    assert best["status"] == "completed" and best["val_acc"] > 0.8
+    assert list(board["rank"]) == [1, 2, 3, 4]
+    assert board["val_acc"].iloc[0] >= board["val_acc"].iloc[1]
+    assert Path(best["checkpoint"], "model.ckpt").is_file()
+    config = json.loads(best["config"])
+    assert config["data"]["name"] == "mnist" and config["model"]["hidden"] == json.loads(
+        best["model.hidden"])
+    assert best["param_count"] == 784 * 64 + 64 + 64 * 10 + 10
+    assert (outcome.exp_dir / "optuna.db").is_file()
+
+    # The CSV rebuilt from Ray's experiment folder holds the same trials and results.
+    written = board.copy()
+    (outcome.exp_dir / LEADERBOARD).unlink()
+    rebuilt = pd.read_csv(rebuild_leaderboard(outcome.exp_dir))
+    key = ["trial_id", "status", "val_acc", "best_epoch", "epochs_run"]
+    pd.testing.assert_frame_equal(rebuilt[key], written[key])
+
+
+def test_retrain_and_compare_write_consistent_reports(tiny_sweep, mnist_subset_dir: Path):
+    exp_dir = tiny_sweep.exp_dir
+    report = retrain(exp_dir, RetrainOptions(data_dir=str(mnist_subset_dir), accelerator="cpu"))
+    best = report.parent
+    for name in ("metrics.json", "confusion_matrix.csv", "confusion_matrix.png",
+                 "learning_curves.png", "parameters.csv", "model.ckpt", "report.md"):
+        assert (best / name).is_file(), name
+    metrics = json.loads((best / "metrics.json").read_text())
+    cm = pd.read_csv(best / "confusion_matrix.csv", index_col=0).to_numpy()
+    assert cm.sum() == 500  # the subset's test images
+    assert metrics["test"]["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert set(metrics["test"]["per_class"]) == {str(d) for d in range(10)}
+    # Same seed, same epochs: the sweep trial's validation metric is reproduced.
+    assert metrics["epochs"] == metrics["sweep_best_epoch"]
+    assert abs(metrics["retrain_value"] - metrics["sweep_value"]) <= REPRODUCE_TOLERANCE
+    text = report.read_text()
+    assert "confusion_matrix.png" in text and "predicted as" in text and "total" in text
+    module = ClassifierModule.load_from_checkpoint(best / "model.ckpt")
+    assert module(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+    table = compare(exp_dir.parent)
+    row = pd.read_csv(exp_dir.parent / "comparison.csv").iloc[0]
+    assert row["test_acc"] == pytest.approx(metrics["test"]["accuracy"])
+    assert row["lab_test_acc"] == 0.985 and row["trials"] == 4 and row["errored"] == 1
+    assert "tiny_mlp" in table and (exp_dir.parent / "comparison.md").is_file()
+
+    board = pd.read_csv(exp_dir / LEADERBOARD)
+    errored_rank = int(board[board.status == "errored"]["rank"].iloc[0])
+    with pytest.raises(ConfigError, match="errored"):
+        retrain(exp_dir, RetrainOptions(rank=errored_rank))
+    with pytest.raises(ConfigError, match="only 4 trials"):
+        retrain(exp_dir, RetrainOptions(rank=9))
+    with pytest.raises(ConfigError, match="no trial 'nope'"):
+        retrain(exp_dir, RetrainOptions(trial_id="nope"))
+    with pytest.raises(ConfigError, match="not an hpsearch experiment"):
+        retrain(exp_dir / "best", RetrainOptions())
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "scripts.cli", *args]
+
+
+def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(
+    mnist_subset_dir: Path, tmp_path: Path
+):
+    raw = json.loads(json.dumps(SMALL_MLP))
+    raw["experiment"] = "resumable"
+    raw.pop("start_points")
+    raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
+    raw["budget"] = {"num_samples": 5, "max_epochs": 3, "grace_period": 3}
+    space_file = tmp_path / "resumable.yaml"
+    space_file.write_text(yaml.safe_dump(raw))
+    results = tmp_path / "results"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    common = ["--results-dir", str(results), "--data-dir", str(mnist_subset_dir)]
+    proc = subprocess.Popen(_cli("sweep", str(space_file), *common), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    board_path = results / "resumable" / LEADERBOARD
+    deadline = time.monotonic() + 240
+    finished_before: pd.DataFrame | None = None
+    while time.monotonic() < deadline:
+        if board_path.is_file():
+            board = pd.read_csv(board_path)
+            done = board[board.status == "completed"]
+            if len(done) >= 2:
+                finished_before = done
+                break
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.5)
+    assert finished_before is not None, "sweep did not finish two trials in time"
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    out, _ = proc.communicate(timeout=120)
+    interrupted = pd.read_csv(board_path)
+    assert len(interrupted) < 5 or (interrupted.status != "completed").any(), out
+
+    resumed = subprocess.run(_cli("sweep", str(space_file), "--resume", *common), env=env,
+                             capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    final = pd.read_csv(board_path)
+    assert len(final) == 5 and final.trial_id.is_unique
+    assert set(final.status) == {"completed"}
+    # Trials finished before the interruption kept their results and were not re-run.
+    kept = final.set_index("trial_id").loc[finished_before.trial_id]
+    assert list(kept["val_acc"]) == list(finished_before["val_acc"])
+    assert list(kept["train_time_s"]) == list(finished_before["train_time_s"])
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**SMALL_MLP, "search": {"model.dropout": {
+        "type": "float", "low": 0.0, "high": 1.5}}}))
+    for args, expected in [
+        (("sweep", str(bad), "--results-dir", str(tmp_path / "r")), "dropout"),
+        (("sweep", str(tmp_path / "missing.yaml")), "search-space file not found"),
+        (("sweep", str(bad), "--data-dir", str(tmp_path / "nowhere")), "no such directory"),
+        (("leaderboard", str(tmp_path)), "no leaderboard.csv"),
+    ]:
+        proc = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists(), "nothing may be written for a rejected file"
