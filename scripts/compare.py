@@ -11,10 +11,10 @@ import pandas as pd
 
 from scripts.leaderboard import (
     LEADERBOARD,
-    SWEEP_META,
     STATUS_COMPLETED,
     STATUS_EARLY_STOPPED,
     STATUS_ERRORED,
+    SWEEP_META,
     atomic_write_text,
     read_meta,
 )

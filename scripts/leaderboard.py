@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from scripts.trial_space import sampled_params, trial_config
+from search_spaces.schema import SearchSpace
 from search_spaces.typed import ConfigError
 
 LEADERBOARD = "leaderboard.csv"
@@ -83,13 +85,30 @@ def param_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, (list, tuple)) else value
 
 
-def trial_row(trial: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
+def _unreported_config(trial: Any, space: SearchSpace | None) -> tuple[dict[str, Any], str]:
+    """Params and config JSON of a trial that failed before its first report, from what the
+    searcher drew (``trial.config``), so an errored row still says what was tried."""
+    if space is None:
+        return {}, ""
+    params = sampled_params(space, dict(trial.config or {}))
+    try:
+        return params, trial_config(space, params).to_json()
+    except ConfigError:  # the draw itself was infeasible: its params say enough
+        return params, ""
+
+
+def trial_row(
+    trial: Any, meta: Mapping[str, Any], space: SearchSpace | None = None
+) -> dict[str, Any]:
     """One leaderboard row from a Tune ``Trial`` (live or restored from disk)."""
     result = dict(trial.last_result or {})
     metric = meta["objective"]["metric"]
     status = _status(trial, int(meta["max_epochs"]))
     row: dict[str, Any] = {"rank": None, "trial_id": trial.trial_id, "status": status}
     params = result.get("params") or {}
+    config_json = result.get("config_json", "")
+    if not params:
+        params, config_json = _unreported_config(trial, space)
     for name in meta["params"]:
         row[name] = param_value(params.get(name))
     row[metric] = result.get("best_value", math.nan)
@@ -109,7 +128,7 @@ def trial_row(trial: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     row["error"] = error
     checkpoint = getattr(trial, "checkpoint", None)
     row["checkpoint"] = checkpoint.path if checkpoint is not None else ""
-    row["config"] = result.get("config_json", "")
+    row["config"] = config_json
     row["code_version"] = meta.get("code_version", "")
     return row
 
@@ -127,9 +146,14 @@ def rank_rows(rows: Iterable[dict[str, Any]], metric: str, mode: str) -> pd.Data
     return frame
 
 
-def write_leaderboard(exp_dir: Path, trials: Iterable[Any], meta: Mapping[str, Any]) -> Path:
+def write_leaderboard(
+    exp_dir: Path,
+    trials: Iterable[Any],
+    meta: Mapping[str, Any],
+    space: SearchSpace | None = None,
+) -> Path:
     frame = rank_rows(
-        (trial_row(t, meta) for t in trials),
+        (trial_row(t, meta, space) for t in trials),
         meta["objective"]["metric"],
         meta["objective"]["mode"],
     )
@@ -149,7 +173,10 @@ def load_trials(exp_dir: Path) -> list[Any]:
 
 
 def rebuild_leaderboard(exp_dir: Path) -> Path:
-    return write_leaderboard(exp_dir, load_trials(exp_dir), read_meta(exp_dir))
+    from scripts.sweep import space_from_meta  # the sweep layer imports this module
+
+    meta = read_meta(exp_dir)
+    return write_leaderboard(exp_dir, load_trials(exp_dir), meta, space_from_meta(meta))
 
 
 def read_leaderboard(exp_dir: Path) -> pd.DataFrame:

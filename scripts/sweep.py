@@ -21,7 +21,8 @@ import pytorch_lightning as pl
 import torch
 from ray import tune
 
-from scripts.config import TrainConfig, train_config_from_sections
+from datamodules.paths import DATA_DIR_ENV
+from scripts.config import TrainConfig
 from scripts.leaderboard import (
     LEADERBOARD,
     RAY_DIR,
@@ -31,80 +32,9 @@ from scripts.leaderboard import (
     write_leaderboard,
 )
 from scripts.train import EpochHistory, train
-from search_spaces.schema import SECTIONS, ListDist, Param, SearchSpace, parse_space
+from scripts.trial_space import define_by_run, flat_point, sampled_params, trial_config
+from search_spaces.schema import SearchSpace, parse_space
 from search_spaces.typed import ConfigError
-
-# ---------------------------------------------------------------------------------------
-# Search space -> Optuna (define-by-run) -> trial config
-# ---------------------------------------------------------------------------------------
-
-
-def _suggest_scalar(trial: Any, name: str, dist: Any) -> Any:
-    if dist.type == "int":
-        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-    if dist.type == "float":
-        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
-    return trial.suggest_categorical(name, list(dist.values))
-
-
-def define_by_run(trial: Any, space: SearchSpace) -> None:
-    """Optuna define-by-run space. Module-level so the searcher pickles for ``--resume``.
-
-    A list parameter draws its length as ``PATH.length`` and then ``PATH.0``, ``PATH.1``...
-    """
-    drawn: dict[str, Any] = {}
-    for param in space.search:
-        if not param.active(drawn):
-            continue
-        if isinstance(param.dist, ListDist):
-            n = _suggest_scalar(trial, f"{param.path}.length", param.dist.length)
-            drawn[param.path] = [
-                _suggest_scalar(trial, f"{param.path}.{i}", param.dist.each) for i in range(n)
-            ]
-        else:
-            drawn[param.path] = _suggest_scalar(trial, param.path, param.dist)
-
-
-def sampled_params(space: SearchSpace, flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Regroup Optuna's flat names into one value per searched parameter (lists whole)."""
-    out: dict[str, Any] = {}
-    for param in space.search:
-        if isinstance(param.dist, ListDist):
-            length_key = f"{param.path}.length"
-            if length_key in flat:
-                out[param.path] = [flat[f"{param.path}.{i}"] for i in range(flat[length_key])]
-        elif param.path in flat:
-            out[param.path] = flat[param.path]
-    return out
-
-
-def flat_point(space: SearchSpace, point: Mapping[str, Any]) -> dict[str, Any]:
-    """A start point in Optuna's flat parameter names (lists as length + elements)."""
-    flat: dict[str, Any] = {}
-    for param in space.search:
-        if param.path not in point:
-            continue
-        value = point[param.path]
-        if isinstance(param.dist, ListDist):
-            flat[f"{param.path}.length"] = len(value)
-            flat.update({f"{param.path}.{i}": v for i, v in enumerate(value)})
-        else:
-            flat[param.path] = value
-    return flat
-
-
-def _apply(sections: dict[str, dict[str, Any]], param: Param, value: Any) -> None:
-    sections[param.section][param.key] = value
-
-
-def trial_config(space: SearchSpace, params: Mapping[str, Any]) -> TrainConfig:
-    """The typed config of one trial: the file's fixed settings plus the drawn values."""
-    sections = {s: space.fixed(s) for s in SECTIONS}
-    for param in space.search:
-        if param.path in params:
-            _apply(sections, param, params[param.path])
-    return train_config_from_sections(sections, max_epochs=space.budget.max_epochs, seed=space.seed)
-
 
 # ---------------------------------------------------------------------------------------
 # Inside a trial (runs in a Ray worker process)
@@ -206,7 +136,9 @@ def apply_overrides(space: SearchSpace, opts: SweepOptions) -> SearchSpace:
         budget = dataclasses.replace(budget, num_samples=opts.num_samples)
     if opts.max_epochs is not None:
         budget = dataclasses.replace(
-            budget, max_epochs=opts.max_epochs, grace_period=min(budget.grace_period, opts.max_epochs)
+            budget,
+            max_epochs=opts.max_epochs,
+            grace_period=min(budget.grace_period, opts.max_epochs),
         )
     res = space.resources
     for field in ("cpus_per_trial", "gpus_per_trial", "max_concurrent"):
@@ -266,14 +198,17 @@ class LeaderboardCallback(tune.Callback):
     Module-level and holding only plain data, because Tune pickles it with the experiment
     and brings it back on ``--resume``."""
 
-    def __init__(self, exp_dir: Path, meta: Mapping[str, Any], verbose: bool = True) -> None:
+    def __init__(
+        self, exp_dir: Path, meta: Mapping[str, Any], space: SearchSpace, verbose: bool = True
+    ) -> None:
         self.exp_dir = exp_dir
         self.meta = dict(meta)
+        self.space = space
         self.verbose = verbose
         self._last_write = 0.0
 
     def _write(self, trials: list[Any]) -> None:
-        write_leaderboard(self.exp_dir, trials, self.meta)
+        write_leaderboard(self.exp_dir, trials, self.meta, self.space)
         self._last_write = time.monotonic()
 
     def _say(self, trial: Any, what: str) -> None:
@@ -347,7 +282,15 @@ def _searcher(space: SearchSpace, exp_dir: Path, study_name: str) -> Any:
     )
 
 
-def prepare_experiment(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) -> tuple[SearchSpace, Path, dict]:
+def space_from_meta(meta: Mapping[str, Any]) -> SearchSpace:
+    """The space a stored sweep ran: its file's contents with the command-line overrides."""
+    stored = parse_space(meta["space"], source=meta["space_file"])
+    return apply_overrides(stored, dataclasses.replace(SweepOptions(), **meta["overrides"]))
+
+
+def prepare_experiment(
+    space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions
+) -> tuple[SearchSpace, Path, dict]:
     """Resolve the experiment folder and its metadata; on resume, reload what was stored."""
     name = opts.name or space.experiment
     exp_dir = (opts.results_dir / name).resolve()
@@ -356,9 +299,7 @@ def prepare_experiment(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOp
         if not (exp_dir / RAY_DIR).is_dir() or not meta_path.is_file():
             raise ConfigError(f"{exp_dir}: nothing to resume (no earlier sweep of this name)")
         meta = read_meta(exp_dir)
-        stored = parse_space(meta["space"], source=meta["space_file"])
-        stored_opts = dataclasses.replace(SweepOptions(), **meta["overrides"])
-        return apply_overrides(stored, stored_opts), exp_dir, meta
+        return space_from_meta(meta), exp_dir, meta
     if (exp_dir / RAY_DIR).exists() or (exp_dir / LEADERBOARD).exists():
         raise ConfigError(
             f"{exp_dir} already holds a sweep: add --resume to continue it, "
@@ -380,11 +321,15 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     # trial on --resume. The state of these sweeps is a few kB, so this costs little.
     if not opts.tune_defaults:
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+        # ...and do not warn about it every few seconds.
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     init_ray(opts.address)
-    data_dir = str(Path(opts.data_dir).resolve()) if opts.data_dir else os.environ.get("HPSEARCH_DATA_DIR")
+    data_dir = (
+        str(Path(opts.data_dir).resolve()) if opts.data_dir else os.environ.get(DATA_DIR_ENV)
+    )
     trainable = _trainable(space, data_dir)
     started = time.monotonic()
-    callback = LeaderboardCallback(exp_dir, meta, opts.verbose)
+    callback = LeaderboardCallback(exp_dir, meta, space, opts.verbose)
     if opts.resume:
         tuner = tune.Tuner.restore(
             str(exp_dir / RAY_DIR), trainable=trainable,

@@ -10,7 +10,7 @@ import optuna
 import pytest
 import yaml
 
-from scripts.sweep import define_by_run, flat_point, sampled_params, trial_config
+from scripts.trial_space import define_by_run, flat_point, sampled_params, trial_config
 from search_spaces.schema import builtin_spaces, load_space, parse_space
 from search_spaces.typed import ConfigError
 

@@ -21,9 +21,9 @@ from lightning_modules.classifier import ClassifierModule
 from scripts.compare import compare
 from scripts.leaderboard import LEADERBOARD, rebuild_leaderboard
 from scripts.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
-from search_spaces.typed import ConfigError
 from scripts.sweep import SweepOptions, run_sweep
 from search_spaces.schema import parse_space
+from search_spaces.typed import ConfigError
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,9 @@ SMALL_MLP = {
         {"model.hidden": [32], "optimizer.lr": 0.03},
     ],
     "objective": {"metric": "val_acc", "mode": "max"},
-    "budget": {"num_samples": 4, "max_epochs": 4, "grace_period": 1, "reduction_factor": 2},
+    # One ASHA rung at epoch 2: run one after another, the hopeless trial falls below the
+    # median there while the second good one is above it, so which trial stops is certain.
+    "budget": {"num_samples": 4, "max_epochs": 3, "grace_period": 2, "reduction_factor": 2},
     "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
 }
 
@@ -184,12 +186,15 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(
 
 def test_cli_reports_bad_input_in_one_line(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({**SMALL_MLP, "search": {"model.dropout": {
-        "type": "float", "low": 0.0, "high": 1.5}}}))
+    bad.write_text(yaml.safe_dump({**SMALL_MLP, "start_points": [], "search": {
+        "model.dropout": {"type": "float", "low": 0.0, "high": 1.5}}}))
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(SMALL_MLP))
     for args, expected in [
         (("sweep", str(bad), "--results-dir", str(tmp_path / "r")), "dropout"),
         (("sweep", str(tmp_path / "missing.yaml")), "search-space file not found"),
-        (("sweep", str(bad), "--data-dir", str(tmp_path / "nowhere")), "no such directory"),
+        (("sweep", str(good), "--data-dir", str(tmp_path / "nowhere"),
+          "--results-dir", str(tmp_path / "r")), "nowhere"),
         (("leaderboard", str(tmp_path)), "no leaderboard.csv"),
     ]:
         proc = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120)
