@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# Each run gets its own experiment folder, so the quick start can be run again (the
+# committed results/mnist_mlp is the reference sweep; see README "Results").
+SWEEP_NAME ?= mnist_mlp-$(shell date +%Y%m%d-%H%M%S)
 sweep: setup
-	$(VENV)/bin/hpsearch sweep search_spaces/mnist_mlp.yaml
+	$(VENV)/bin/hpsearch sweep search_spaces/mnist_mlp.yaml --name $(SWEEP_NAME)
 
 test: setup
 	$(PY) -m pytest -q -ra

@@ -6,6 +6,7 @@ the train/validation/test steps, metric logging and the optimizer setup.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -231,8 +232,13 @@ class ClassifierModule(pl.LightningModule):
         if self.optim_cfg.schedule == "cosine":
             max_epochs = self.max_epochs or self.trainer.max_epochs
         elif self.optim_cfg.schedule == "onecycle":
-            # Only asked for when needed: estimating it loads the train dataloader.
+            # Spans the configured epochs, not the Trainer's (a re-train that stops at the
+            # trial's best epoch must see the same schedule); asked for only when needed,
+            # since estimating it loads the train dataloader.
             total_steps = self.trainer.estimated_stepping_batches
+            if self.max_epochs and self.trainer.max_epochs:
+                per_epoch = math.ceil(total_steps / self.trainer.max_epochs)
+                total_steps = per_epoch * self.max_epochs
         scheduler = build_scheduler(
             optimizer, self.optim_cfg, max_epochs=max_epochs, total_steps=total_steps
         )

@@ -193,7 +193,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from scripts.leaderboard import read_leaderboard, read_meta, rebuild_leaderboard, summary_columns
+    from scripts.leaderboard import (
+        read_leaderboard,
+        read_meta,
+        rebuild_leaderboard,
+        summary_columns,
+    )
 
     exp_dir = Path(args.experiment)
     if not exp_dir.is_dir():
@@ -334,17 +339,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException, with_type: bool = True) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if with_type or not first:
+        return f"{type(exc).__name__}: {first}".rstrip(": ")
+    return first
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except _user_errors() as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"hpsearch: error: {message}", file=sys.stderr)
+        print(f"hpsearch: error: {_one_line(exc, with_type=False)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("hpsearch: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or an environment failure: still one line, unless asked
+        if os.environ.get("HPSEARCH_DEBUG"):
+            raise
+        print(f"hpsearch: error: {_one_line(exc)} (set HPSEARCH_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

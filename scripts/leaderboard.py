@@ -69,8 +69,8 @@ def error_summary(text: str | None) -> str:
     return lines[-1][:500] if lines else ""
 
 
-def _status(trial: Any, max_epochs: int) -> str:
-    status = getattr(trial, "status", "")
+def trial_status(trial: Any, max_epochs: int, ray_status: str | None = None) -> str:
+    status = ray_status or getattr(trial, "status", "")
     epochs = int((trial.last_result or {}).get("epoch", 0) or 0)
     if status == "ERROR":
         return STATUS_ERRORED
@@ -98,12 +98,18 @@ def _unreported_config(trial: Any, space: SearchSpace | None) -> tuple[dict[str,
 
 
 def trial_row(
-    trial: Any, meta: Mapping[str, Any], space: SearchSpace | None = None
+    trial: Any,
+    meta: Mapping[str, Any],
+    space: SearchSpace | None = None,
+    ray_status: str | None = None,
 ) -> dict[str, Any]:
-    """One leaderboard row from a Tune ``Trial`` (live or restored from disk)."""
+    """One leaderboard row from a Tune ``Trial`` (live or restored from disk).
+
+    ``ray_status`` overrides the trial's own status: Tune calls the completion callbacks
+    before it marks the trial terminated."""
     result = dict(trial.last_result or {})
     metric = meta["objective"]["metric"]
-    status = _status(trial, int(meta["max_epochs"]))
+    status = trial_status(trial, int(meta["max_epochs"]), ray_status)
     row: dict[str, Any] = {"rank": None, "trial_id": trial.trial_id, "status": status}
     params = result.get("params") or {}
     config_json = result.get("config_json", "")
@@ -151,9 +157,13 @@ def write_leaderboard(
     trials: Iterable[Any],
     meta: Mapping[str, Any],
     space: SearchSpace | None = None,
+    ray_status: Mapping[str, str] | None = None,
 ) -> Path:
+    """Rewrite the experiment's leaderboard from ``trials``; ``ray_status`` maps trial ids to
+    the status Tune is about to give them."""
+    ray_status = ray_status or {}
     frame = rank_rows(
-        (trial_row(t, meta, space) for t in trials),
+        (trial_row(t, meta, space, ray_status.get(t.trial_id)) for t in trials),
         meta["objective"]["metric"],
         meta["objective"]["mode"],
     )

@@ -26,9 +26,12 @@ from scripts.config import TrainConfig
 from scripts.leaderboard import (
     LEADERBOARD,
     RAY_DIR,
+    STATUS_ERRORED,
     SWEEP_META,
     atomic_write_json,
+    error_summary,
     read_meta,
+    trial_status,
     write_leaderboard,
 )
 from scripts.train import EpochHistory, train
@@ -207,31 +210,34 @@ class LeaderboardCallback(tune.Callback):
         self.verbose = verbose
         self._last_write = 0.0
 
-    def _write(self, trials: list[Any]) -> None:
-        write_leaderboard(self.exp_dir, trials, self.meta, self.space)
+    def _write(self, trials: list[Any], ray_status: Mapping[str, str] | None = None) -> None:
+        write_leaderboard(self.exp_dir, trials, self.meta, self.space, ray_status)
         self._last_write = time.monotonic()
 
-    def _say(self, trial: Any, what: str) -> None:
+    def _say(self, trial: Any, ray_status: str) -> None:
         if not self.verbose:
             return
         result = trial.last_result or {}
+        status = trial_status(trial, int(self.meta["max_epochs"]), ray_status)
         metric = self.meta["objective"]["metric"]
         value = result.get("best_value")
-        shown = f"{metric}={value:.4f}" if isinstance(value, float) else "no result"
-        print(f"  trial {trial.trial_id} {what}: {shown} after {result.get('epoch', 0)} epoch(s)",
-              flush=True)
+        shown = f"best {metric}={value:.4f}" if isinstance(value, float) else "no result"
+        line = f"  trial {trial.trial_id} {status}: {shown} after {result.get('epoch', 0)} epoch(s)"
+        if status == STATUS_ERRORED:
+            line += f" ({error_summary(trial.get_error())})"
+        print(line, flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
         if time.monotonic() - self._last_write > 5.0:
             self._write(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
-        self._write(trials)
-        self._say(trial, "finished")
+        self._write(trials, {trial.trial_id: "TERMINATED"})
+        self._say(trial, "TERMINATED")
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
-        self._write(trials)
-        self._say(trial, "errored")
+        self._write(trials, {trial.trial_id: "ERROR"})
+        self._say(trial, "ERROR")
 
     def on_experiment_end(self, trials, **info):  # noqa: ANN001
         self._write(trials)

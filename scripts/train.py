@@ -56,7 +56,9 @@ class EpochHistory(pl.Callback):
         epoch = trainer.current_epoch + 1
         for name in ("train_loss", "val_loss"):
             if name in metrics and not math.isfinite(metrics[name]):
-                raise FloatingPointError(f"{name} is {metrics[name]} at epoch {epoch}: training diverged")
+                raise FloatingPointError(
+                    f"{name} is {metrics[name]} at epoch {epoch}: training diverged"
+                )
         row = {"epoch": epoch, **metrics, "epoch_time_s": elapsed}
         self.epochs.append(row)
         value = metrics[self.objective]
@@ -170,5 +172,6 @@ def train(
     result.extra["trainer"] = trainer
     if run_test:
         datamodule.setup("test")
-        result.test = {k: _as_float(v) for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
+        tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        result.test = {k: _as_float(v) for k, v in tested.items()}
     return result
