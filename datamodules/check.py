@@ -83,10 +83,12 @@ def format_checks(checks: list[DatasetCheck], data_dir: str | Path | None = None
         lines.append("     " + ", ".join(facts))
         biggest = max(max(counts) for counts in c.counts.values())
         width = max(*(len(n) for n in c.class_names), len(str(biggest)))
-        lines.append("     " + " " * 13 + " ".join(f"{n[:width]:>{width}}" for n in c.class_names))
+        # One row format for the header too, so class names sit right above their counts.
+        row = "     {:<5} {:>7} {}"
+        lines.append(row.format("", "", " ".join(f"{n[:width]:>{width}}" for n in c.class_names)))
         for split in SPLITS:
             counts = " ".join(f"{n:>{width}}" for n in c.counts[split])
-            lines.append(f"     {split:<5} {c.sizes[split]:>7} {counts}")
+            lines.append(row.format(split, c.sizes[split], counts))
     n_failed = sum(not c.ok for c in checks)
     lines.append(f"{len(checks) - n_failed} of {len(checks)} datasets load")
     return lines

@@ -185,8 +185,10 @@ class HogMnistDataModule(TensorDataModule):
     """MNIST as standardized HOG features ``(N, F)`` float32; same splits as MNIST images.
 
     HOG is computed on the float32 [0, 1] images (``uint8 / 255``). Features are standardized
-    with the mean and standard deviation of the training split only (std floored at 1e-6 so
-    constant features stay finite), so validation and test statistics never leak in.
+    with the mean and standard deviation of the training split only, so validation and test
+    statistics never leak in. A feature (nearly) constant in training is only centred, as
+    sklearn's ``StandardScaler`` does: dividing by its tiny std would turn any value it takes
+    in validation or test into a huge outlier.
     """
 
     cfg: HogMnistConfig
@@ -207,7 +209,8 @@ class HogMnistDataModule(TensorDataModule):
         )
         train = features[train_idx]
         mean = train.mean(axis=0, dtype=np.float64)
-        std = np.maximum(train.std(axis=0, dtype=np.float64), FEATURE_STD_FLOOR)
+        std = train.std(axis=0, dtype=np.float64)
+        std[std < FEATURE_STD_FLOOR] = 1.0
 
         def standardize(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(((a - mean) / std).astype(np.float32))

@@ -21,7 +21,7 @@ import numpy as np
 from .base import Splits, TensorDataModule, images_to_tensor, labels_to_tensor, split_train_val
 from .configs import DIGIT_CLASSES, FASHION_CLASSES, IdxConfig
 from .errors import DataError
-from .paths import DATA_DIR_ENV, atomic_write
+from .paths import DATA_DIR_ENV, atomic_write, resolve_data_dir
 
 IDX_IMAGES_MAGIC = 0x00000803
 IDX_LABELS_MAGIC = 0x00000801
@@ -42,11 +42,12 @@ class IdxSpec:
 
     key: str  # config name, e.g. "fashion_mnist"
     title: str  # for messages
-    subdirs: tuple[str, ...]  # tried inside the data dir, before the data dir itself
+    subdirs: tuple[str, ...]  # tried inside the data dir; the data dir itself if named so
     download_subdir: str
     mirrors: tuple[str, ...]
     class_names: tuple[str, ...]
     system_dirs: tuple[Path, ...] = ()  # OS package locations, tried last
+    package_hint: str = ""  # how to install the files from an OS package, for messages
 
 
 IDX_SPECS: dict[str, IdxSpec] = {
@@ -67,6 +68,7 @@ IDX_SPECS: dict[str, IdxSpec] = {
         class_names=FASHION_CLASSES,
         # Debian/Ubuntu package dataset-fashion-mnist installs the IDX files here.
         system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+        package_hint="apt-get install dataset-fashion-mnist",
     ),
 }
 
@@ -83,8 +85,10 @@ def _read_bytes(path: Path) -> bytes:
             return f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        # gzip reports a cut-off download as EOFError and corruption as BadGzipFile/zlib.error.
+    except EOFError:
+        # gzip's way of saying the stream stops early: typically an interrupted download.
+        raise DataError(f"{path}: truncated gzip data (the file ends early)") from None
+    except (OSError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
 
 
@@ -159,8 +163,26 @@ def read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.
 
 
 def candidate_dirs(spec: IdxSpec, data_dir: Path) -> list[Path]:
-    """Folders searched for ``spec``'s files, in order."""
-    return [data_dir / sub for sub in spec.subdirs] + [data_dir, *spec.system_dirs]
+    """Folders searched for ``spec``'s files, in order.
+
+    ``data_dir`` itself is searched only when it is one of ``spec``'s own folders (say
+    ``.../fashion-mnist``): MNIST and Fashion-MNIST files share their names, so files lying
+    in any other folder could be either dataset and would be served as both.
+    """
+    dirs = [data_dir / sub for sub in spec.subdirs]
+    if any(data_dir.parts[-len(Path(sub).parts) :] == Path(sub).parts for sub in spec.subdirs):
+        dirs.append(data_dir)
+    return dirs + list(spec.system_dirs)
+
+
+def _how_to_get(spec: IdxSpec, data_dir: Path) -> str:
+    """One sentence on where the files come from, for not-found messages."""
+    package = f", or {spec.package_hint}" if spec.package_hint else ""
+    return (
+        f"download the four .gz files from {spec.mirrors[0]} into "
+        f"{data_dir / spec.download_subdir} (or allow download=True){package}; or pass "
+        f"--data-dir / set {DATA_DIR_ENV} to the folder that holds {spec.download_subdir}/"
+    )
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -191,8 +213,8 @@ def locate_idx_files(spec: IdxSpec, data_dir: Path, download: bool = False) -> d
         return download_idx_files(spec, data_dir / spec.download_subdir)
     searched = ", ".join(str(d) for d in candidate_dirs(spec, data_dir))
     raise DataError(
-        f"{spec.title} file {IDX_FILES['train_images']}[.gz] not found in {searched}; pass "
-        f"--data-dir or set {DATA_DIR_ENV}, or allow download (download=True)"
+        f"{spec.title} file {IDX_FILES['train_images']}[.gz] not found in {searched}; "
+        f"{_how_to_get(spec, data_dir)}"
     )
 
 
@@ -252,6 +274,16 @@ def load_idx_arrays(spec: IdxSpec, data_dir: Path, download: bool = False) -> Id
                 f"{files[key]}: label {int(labels.max())} outside 0..{len(spec.class_names) - 1}"
             )
     return IdxArrays(train_images, train_labels, test_images, test_labels, files)
+
+
+def load_idx_images(name: str, data_dir: str | Path | None = None) -> np.ndarray:
+    """Every image of IDX dataset ``name``, train then test, as ``(N, 28, 28)`` uint8.
+
+    For benchmarks that time feature extraction on the whole dataset (e.g. HOG on all 70,000
+    MNIST images); no split, no download.
+    """
+    raw = load_idx_arrays(IDX_SPECS[name], resolve_data_dir(data_dir))
+    return np.concatenate([raw.train_images, raw.test_images])
 
 
 class IdxDataModule(TensorDataModule):

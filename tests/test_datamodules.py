@@ -7,9 +7,11 @@ datasets (skipped when they are absent).
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import math
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -39,7 +41,9 @@ from datamodules import (
     hog_features,
     read_idx,
 )
+from datamodules.check import check_all
 from datamodules.configs import DIGIT_CLASSES, FASHION_CLASSES
+from datamodules.idx import IDX_SPECS, load_idx_images
 from datamodules.paths import CACHE_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,12 +55,20 @@ IDX_NAMES = {
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
 # Each synthetic image carries its own index in its last pixel, so a test can tell which source
-# image ended up where after splitting. The last pixel lies at a zero-gradient border.
+# image ended up where after splitting. Bottom-right, away from the HOG cell a test blanks.
 MARK = (-1, -1)
 
 
 @pytest.fixture(autouse=True)
-def _fresh_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _no_system_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a machine with Debian's dataset-fashion-mnist installed, "Fashion-MNIST missing" tests
+    # would find /usr/share/datasets/fashion-mnist instead.
+    for name, spec in IDX_SPECS.items():
+        monkeypatch.setitem(IDX_SPECS, name, dataclasses.replace(spec, system_dirs=()))
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Decoded splits are cached per process and HOG/folder features on disk: without a fresh
     # start each test could pass on data another test loaded.
     clear_cache()
@@ -119,11 +131,9 @@ def write_image(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(path)
 
 
-def make_chest_xray(
-    root: Path, counts: dict[str, tuple[int, int]], rng: np.random.Generator | None = None
-) -> None:
+def make_chest_xray(root: Path, counts: dict[str, tuple[int, int]]) -> None:
     """Kaggle layout ``root/chest_xray/<split>/{NORMAL,PNEUMONIA}/*.jpeg``, uneven image sizes."""
-    rng = rng or np.random.default_rng(0)
+    rng = np.random.default_rng(0)
     for split, per_class in counts.items():
         for cls, n in zip(("NORMAL", "PNEUMONIA"), per_class, strict=True):
             for i in range(n):
@@ -234,6 +244,13 @@ def test_files_directly_in_a_folder_of_another_name_are_not_taken(
     make_idx_dataset(tmp_path / folder)
     with pytest.raises(DataError, match="not found"):
         mnist_dm(tmp_path / folder, name=other)
+
+
+def test_load_idx_images_is_train_then_test(mnist_dir) -> None:
+    root, arrays = mnist_dir
+    images = load_idx_images("mnist", root)
+    assert images.shape == (N_TRAIN + N_TEST, 28, 28) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images[N_TRAIN:], arrays["test_images"])
 
 
 # -- HOG features ------------------------------------------------------------------------------
@@ -351,12 +368,12 @@ def test_hog_feature_constant_in_training_stays_bounded(tmp_path: Path) -> None:
 
 
 def test_hog_cache_is_reused_and_keyed_by_params_and_source(
-    mnist_dir, tmp_path: Path, _fresh_caches: Path, monkeypatch: pytest.MonkeyPatch
+    mnist_dir, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, _ = mnist_dir
-    cache_dir = _fresh_caches / "hog_mnist"
+    hog_cache = cache_dir / "hog_mnist"
     first = hog_dm(root)
-    (cache_file,) = cache_dir.glob("*.npy")
+    (cache_file,) = hog_cache.glob("*.npy")
     assert "-o8-p4-c1-" in cache_file.name
     stamp = cache_file.stat().st_mtime_ns
 
@@ -374,7 +391,7 @@ def test_hog_cache_is_reused_and_keyed_by_params_and_source(
     other_source = tmp_path / "other"
     make_idx_dataset(other_source / "mnist", seed=5)
     hog_dm(other_source)
-    names = sorted(p.name for p in cache_dir.glob("*.npy"))
+    names = sorted(p.name for p in hog_cache.glob("*.npy"))
     assert len(names) == 3 and any("-o4-p7-c1-" in n for n in names)
 
     cache_file.write_bytes(b"not a numpy file")  # a damaged cache is rebuilt, not trusted
@@ -614,15 +631,11 @@ def test_bad_npz_is_reported(tmp_path: Path, write, problem: str) -> None:
             "unreadable image",
         ),
         (lambda d: (d / "test/NORMAL").rename(d / "test/OTHER"), "test/NORMAL", "missing class"),
-        (
-            lambda d: (d / "test").rename(d / "testing"),
-            "chest_xray/test",
-            "missing split folder",
-        ),
+        (lambda d: (d / "test").rename(d / "testing"), "test", "missing split folder"),
     ],
     ids=["empty class folder", "not an image", "truncated jpeg", "no class folder", "no split"],
 )
-def test_bad_pneumonia_folder_is_reported(tmp_path: Path, damage, where: str, problem: str):
+def test_bad_pneumonia_folder_is_reported(tmp_path: Path, damage, where: str, problem: str) -> None:
     make_chest_xray(tmp_path, {"train": (4, 4), "test": (2, 2)})
     damage(tmp_path / "chest_xray")
     with pytest.raises(DataError) as exc:
@@ -630,12 +643,32 @@ def test_bad_pneumonia_folder_is_reported(tmp_path: Path, damage, where: str, pr
     assert_one_line(exc, str(tmp_path / "chest_xray" / where), problem)
 
 
+def test_data_check_reports_sizes_counts_and_failures(tmp_path: Path) -> None:
+    # The default config holds out 10,000 validation images, so MNIST needs more than that.
+    make_idx_dataset(tmp_path / "mnist", n_train=10_010, n_test=N_TEST)
+    make_npz(tmp_path / "pneumoniamnist.npz", NPZ_SIZES)
+    lines, n_failed = check_all(tmp_path, names=["mnist", "fashion_mnist", "pneumonia"])
+    assert n_failed == 1
+    assert lines[-1] == "2 of 3 datasets load"
+    (fail,) = [ln for ln in lines if ln.startswith("FAIL")]
+    assert fail.startswith("FAIL fashion_mnist: Fashion-MNIST file train-images-idx3-ubyte")
+    at = lines.index(next(ln for ln in lines if ln.startswith("ok   pneumonia:")))
+    facts, header, train, val, test = lines[at + 1 : at + 6]
+    assert "input (1, 128, 128)" in facts and f"pos_weight {6 / 14:.4f}" in facts
+    assert val.split() == ["val", "8", "3", "5"] and test.split() == ["test", "10", "4", "6"]
+    assert header.split() == ["normal", "pneumonia"]
+    assert train.split() == ["train", "20", "6", "14"]
+
+    def ends(line: str) -> list[int]:
+        return [m.end() for m in re.finditer(r"\S+", line)]
+
+    assert ends(header) == ends(train)[-2:]  # class names right above their counts
+
+
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "hpsearch"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "scripts.cli"]
-    return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=os.environ
-    )
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 def test_cli_data_check_reports_a_corrupt_file_without_traceback(mnist_dir) -> None:
@@ -647,10 +680,8 @@ def test_cli_data_check_reports_a_corrupt_file_without_traceback(mnist_dir) -> N
     assert "Traceback" not in output
     (line,) = [ln for ln in output.splitlines() if ln.startswith("FAIL mnist:")]
     assert "train-images-idx3-ubyte.gz" in line and "wrong IDX magic number" in line
-    # The HOG features are built from the same files, so they fail too, and other datasets
-    # that are simply absent are reported as such.
+    # The HOG features are built from the same files, so they fail too.
     assert any(ln.startswith("FAIL hog_mnist:") and "magic" in ln for ln in output.splitlines())
-    assert "0 of 4 datasets load" in output
 
 
 # -- batches ----------------------------------------------------------------------------------
