@@ -48,7 +48,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def read_meta(exp_dir: Path) -> dict[str, Any]:
@@ -126,6 +126,7 @@ def trial_row(
     row["param_count"] = result.get("param_count")
     row["train_time_s"] = result.get("train_time_s")
     row["node"] = result.get("node")
+    row["node_id"] = result.get("node_id")
     row["device"] = result.get("device")
     row["seed"] = result.get("seed", meta.get("seed"))
     error = ""
@@ -133,7 +134,9 @@ def trial_row(
         error = error_summary(trial.get_error() if hasattr(trial, "get_error") else "")
     row["error"] = error
     checkpoint = getattr(trial, "checkpoint", None)
-    row["checkpoint"] = checkpoint.path if checkpoint is not None else ""
+    # A data-parallel trial's checkpoints belong to its Ray Train run, which reports the path.
+    row["checkpoint"] = checkpoint.path if checkpoint is not None else result.get(
+        "checkpoint_path", "")
     row["config"] = config_json
     row["code_version"] = meta.get("code_version", "")
     return row

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import pickle
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import optuna
 import pytest
 import yaml
 
+from scripts.leaderboard import atomic_write_json
+from scripts.sweep import SweepOptions, apply_overrides, space_from_meta, sweep_meta
 from scripts.trial_space import define_by_run, flat_point, sampled_params, trial_config
 from search_spaces.schema import builtin_spaces, load_space, parse_space
 from search_spaces.typed import ConfigError
@@ -165,3 +168,15 @@ def test_every_shipped_file_builds_trial_configs(path: Path):
             assert "pool" in str(exc) or "at least" in str(exc)
         study.tell(trial, 0.0)
     assert built >= 5
+
+
+@pytest.mark.parametrize("path", builtin_spaces(), ids=lambda p: p.stem)
+def test_stored_sweep_metadata_gives_back_the_same_space(path: Path, tmp_path: Path):
+    # --resume rebuilds the space from sweep.json: key order (conditions refer to earlier
+    # parameters) and the command-line overrides must survive the round trip.
+    raw = yaml.safe_load(path.read_text())
+    opts = SweepOptions(num_samples=3, max_epochs=2)
+    space = apply_overrides(parse_space(raw, str(path)), opts)
+    atomic_write_json(tmp_path / "sweep.json", sweep_meta(space, raw, opts, "x"))
+    restored = space_from_meta(json.loads((tmp_path / "sweep.json").read_text()))
+    assert restored == space
