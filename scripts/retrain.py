@@ -119,7 +119,9 @@ def test_metrics(result: TrainResult) -> dict[str, Any]:
         out |= {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
         out["per_class"] = {
             name: {"precision": p, "recall": r, "f1": f, "support": s}
-            for name, p, r, f, s in zip(names, m["precision"], m["recall"], m["f1"], m["support"])
+            for name, p, r, f, s in zip(
+                names, m["precision"], m["recall"], m["f1"], m["support"], strict=True
+            )
         }
     out["confusion"] = confusion.tolist()
     return out
@@ -144,7 +146,9 @@ def _report_md(info: dict[str, Any], table: str, binary: bool) -> str:
         )
         lines.append(
             f"Sweep {info['sweep_metric']} {info['sweep_value']:.4f}; re-trained "
-            f"{info['sweep_metric']} {info['retrain_value']:.4f}."
+            f"{info['sweep_metric']} {info['retrain_value']:.4f}"
+            + (" (the validation split was part of training here, so this is not a held-out "
+               "figure; the test set below is)." if info["train_on"] == "train+val" else ".")
         )
     lines += ["", "## Test set", "", "| metric | value |", "|---|---|"]
     keys = ("accuracy", "loss", "f1", "auc", "sensitivity", "specificity", "threshold") if binary \
