@@ -168,8 +168,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent,
+        workers_per_trial=args.workers_per_trial,
         seed=args.seed,
         max_failures=args.max_failures,
+        storage=args.storage,
+        ship_data=args.ship_data,
     )
     if args.data_dir:
         os.environ["HPSEARCH_DATA_DIR"] = str(Path(args.data_dir).resolve())
@@ -293,13 +296,22 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--cpus-per-trial", type=_positive_float)
     sw.add_argument("--gpus-per-trial", type=_positive_float, help="fractions share a GPU")
     sw.add_argument("--max-concurrent", type=_positive_int)
+    sw.add_argument("--workers-per-trial", type=_positive_int,
+                    help="train each trial data-parallel on N Ray Train workers, each with "
+                    "--cpus-per-trial CPUs and --gpus-per-trial GPUs (default 1)")
     sw.add_argument("--max-failures", type=int, default=1,
                     help="retries of a trial whose worker died (default 1)")
     sw.add_argument("--seed", type=int)
     sw.add_argument("--name", help="experiment name (default: the file's `experiment`)")
     sw.add_argument("--results-dir", default="results")
-    sw.add_argument("--address", help="Ray cluster to join: auto or ray://host:port "
+    sw.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://host:port "
                     "(default: $RAY_ADDRESS, else a local Ray)")
+    sw.add_argument("--storage", help="where Ray keeps the experiment: a path shared by every "
+                    "node or a URI such as s3://bucket/prefix (default: under --results-dir; "
+                    "the leaderboard is written there in any case)")
+    sw.add_argument("--ship-data", action=argparse.BooleanOptionalAction, default=None,
+                    help="decode the data once here and send it to the nodes through Ray's "
+                    "object store (default: on when joining a cluster)")
     sw.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     _add_data_dir(sw)
     sw.set_defaults(func=cmd_sweep)

@@ -16,6 +16,7 @@ from scripts.leaderboard import (
     STATUS_ERRORED,
     SWEEP_META,
     atomic_write_text,
+    read_leaderboard,
     read_meta,
 )
 from scripts.retrain import BEST_DIR
@@ -40,7 +41,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 def experiment_row(exp_dir: Path) -> dict[str, Any]:
     meta = read_meta(exp_dir)
-    board = pd.read_csv(exp_dir / LEADERBOARD)
+    board = read_leaderboard(exp_dir)
     metric = meta["objective"]["metric"]
     counts = board["status"].value_counts().to_dict()
     best = board.iloc[0]

@@ -25,6 +25,9 @@ LEADERBOARD = "leaderboard.csv"
 SWEEP_META = "sweep.json"
 RAY_DIR = "ray"
 
+# Read back as text: a trial id such as "1e088275" would otherwise become the float 1e88275.
+TEXT_COLUMNS = {"trial_id": str, "node_id": str, "node": str, "error": str, "checkpoint": str}
+
 STATUS_COMPLETED = "completed"
 STATUS_EARLY_STOPPED = "early-stopped"
 STATUS_ERRORED = "errored"
@@ -175,14 +178,22 @@ def write_leaderboard(
     return path
 
 
+def ray_experiment_path(exp_dir: Path, meta: Mapping[str, Any]) -> str:
+    """Where Ray keeps the experiment: ``results/NAME/ray``, or ``STORAGE/NAME/ray`` for a
+    sweep run with ``--storage`` (a shared path or a URI such as ``s3://…``)."""
+    storage = meta.get("storage")
+    return f"{storage}/{meta['experiment']}/{RAY_DIR}" if storage else str(exp_dir / RAY_DIR)
+
+
 def load_trials(exp_dir: Path) -> list[Any]:
     """The Tune trials of an experiment folder, read from Ray's saved experiment state."""
     from ray.tune import ExperimentAnalysis  # driver-side only
 
-    ray_dir = exp_dir / RAY_DIR
-    if not ray_dir.is_dir():
+    meta = read_meta(exp_dir) if (exp_dir / SWEEP_META).is_file() else {}
+    ray_dir = ray_experiment_path(exp_dir, meta)
+    if not meta.get("storage") and not Path(ray_dir).is_dir():
         raise ConfigError(f"{exp_dir}: no Ray experiment folder ({RAY_DIR}/) to rebuild from")
-    return list(ExperimentAnalysis(str(ray_dir)).trials)
+    return list(ExperimentAnalysis(ray_dir).trials)
 
 
 def rebuild_leaderboard(exp_dir: Path) -> Path:
@@ -199,7 +210,7 @@ def read_leaderboard(exp_dir: Path) -> pd.DataFrame:
     if not path.is_file():
         raise ConfigError(f"{exp_dir}: no {LEADERBOARD} (run a sweep, or --rebuild it)")
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype=TEXT_COLUMNS)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ConfigError(f"{path}: unreadable leaderboard ({exc})") from None
 

@@ -23,6 +23,19 @@ from ray import tune
 
 from datamodules.paths import DATA_DIR_ENV
 from scripts.config import TrainConfig
+from scripts.distributed import (
+    DDP_DRIVER_MEMORY,
+    DataHandle,
+    check_placement,
+    cluster_summary,
+    connect,
+    default_max_concurrent,
+    run_ddp_trial,
+    searched_data_fields,
+    ship_data,
+    storage_uri,
+    trial_datamodule,
+)
 from scripts.leaderboard import (
     LEADERBOARD,
     RAY_DIR,
@@ -30,6 +43,8 @@ from scripts.leaderboard import (
     SWEEP_META,
     atomic_write_json,
     error_summary,
+    ray_experiment_path,
+    read_leaderboard,
     read_meta,
     trial_status,
     write_leaderboard,
@@ -78,6 +93,8 @@ class TuneReporter(pl.Callback):
             "train_time_s": history.train_time_s,
             "param_count": sum(p.numel() for p in pl_module.parameters()),
             "device": _device_name(),
+            # Tune's own timestamp is in whole seconds; `hpsearch bench` needs trial timelines.
+            "reported_at": time.time(),
         }
         try:
             import ray
@@ -85,7 +102,11 @@ class TuneReporter(pl.Callback):
             metrics["node_id"] = ray.get_runtime_context().get_node_id()
         except Exception:  # noqa: BLE001 - placement info is best effort
             pass
-        if not history.improved:
+        self._report(trainer, metrics, history.improved)
+
+    def _report(self, trainer: pl.Trainer, metrics: dict[str, Any], improved: bool) -> None:
+        # Overridden by the data-parallel trial, whose workers report to Ray Train instead.
+        if not improved:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,16 +114,28 @@ class TuneReporter(pl.Callback):
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def run_trial(config: dict[str, Any], space: SearchSpace, data_dir: str | None) -> None:
-    """The Tune trainable: build the trial's config from the drawn values and train it."""
+def run_trial(
+    config: dict[str, Any],
+    space: SearchSpace,
+    data_dir: str | None,
+    data: DataHandle | None = None,
+) -> None:
+    """The Tune trainable: build the trial's config from the drawn values and train it.
+
+    ``data``: the dataset shipped through the object store, used when it matches the trial's
+    data config (see :func:`scripts.distributed.trial_datamodule`)."""
     cpus = max(1, int(space.resources.cpus_per_trial))
     torch.set_num_threads(cpus)
     params = sampled_params(space, config)
     cfg = trial_config(space, params)  # an infeasible draw raises here: the trial errors
+    datamodule, source = trial_datamodule(cfg.data, data_dir, data)
+    reporter = TuneReporter(params, cfg)
+    reporter.static["data"] = source
     train(
         cfg,
         data_dir=data_dir,
-        callbacks=[TuneReporter(params, cfg)],
+        datamodule=datamodule,
+        callbacks=[reporter],
         objective=space.objective.metric,
         mode=space.objective.mode,
     )
@@ -125,7 +158,15 @@ class SweepOptions:
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     max_concurrent: int | None = None
+    workers_per_trial: int | None = None
     seed: int | None = None
+    # Where Ray keeps the experiment (trial checkpoints, state for --resume): a path every
+    # node sees (NFS) or a URI Ray supports (s3://, gs://). None: results_dir/NAME, which
+    # suits one machine. The leaderboard is always written under results_dir.
+    storage: str | None = None
+    # Decode the data once here and hand it to trials through Ray's object store. None:
+    # only when joining a cluster, whose nodes may have no data directory.
+    ship_data: bool | None = None
     max_failures: int = 1
     verbose: bool = True
     # Ray Tune's own defaults (a new actor per trial, experiment state saved every ~10 s);
@@ -144,7 +185,7 @@ def apply_overrides(space: SearchSpace, opts: SweepOptions) -> SearchSpace:
             grace_period=min(budget.grace_period, opts.max_epochs),
         )
     res = space.resources
-    for field in ("cpus_per_trial", "gpus_per_trial", "max_concurrent"):
+    for field in ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "workers_per_trial"):
         value = getattr(opts, field)
         if value is not None:
             res = dataclasses.replace(res, **{field: value})
@@ -179,7 +220,7 @@ def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, n
         "overrides": {
             k: v for k, v in dataclasses.asdict(opts).items()
             if k in ("num_samples", "max_epochs", "cpus_per_trial", "gpus_per_trial",
-                     "max_concurrent", "seed") and v is not None
+                     "max_concurrent", "workers_per_trial", "seed") and v is not None
         },
         "objective": dataclasses.asdict(space.objective),
         "max_epochs": space.budget.max_epochs,
@@ -190,6 +231,7 @@ def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, n
         "seed": space.seed,
         "code_version": code_version(),
         "study_name": f"{name}-{uuid.uuid4().hex[:8]}",
+        "storage": storage_uri(opts.storage),
         "wall_time_s": 0.0,
     }
 
@@ -252,7 +294,7 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=False)
+        connect(address)
     else:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
 
@@ -266,8 +308,16 @@ class SweepOutcome:
     best: dict[str, Any] | None
 
 
-def _trainable(space: SearchSpace, data_dir: str | None) -> Any:
-    trainable = tune.with_parameters(run_trial, space=space, data_dir=data_dir)
+def _trainable(
+    space: SearchSpace, data_dir: str | None, data: DataHandle | None, train_storage: str
+) -> Any:
+    if space.resources.workers_per_trial > 1:
+        trainable = tune.with_parameters(
+            run_ddp_trial, space=space, data_dir=data_dir, data=data, train_storage=train_storage
+        )
+        # The trial only drives its Ray Train workers, which hold the CPUs and GPUs.
+        return tune.with_resources(trainable, {"cpu": 0, "memory": DDP_DRIVER_MEMORY})
+    trainable = tune.with_parameters(run_trial, space=space, data_dir=data_dir, data=data)
     resources = {"cpu": space.resources.cpus_per_trial, "gpu": space.resources.gpus_per_trial}
     return tune.with_resources(trainable, resources)
 
@@ -302,9 +352,10 @@ def prepare_experiment(
     exp_dir = (opts.results_dir / name).resolve()
     meta_path = exp_dir / SWEEP_META
     if opts.resume:
-        if not (exp_dir / RAY_DIR).is_dir() or not meta_path.is_file():
+        meta = read_meta(exp_dir) if meta_path.is_file() else None
+        # With --storage, Ray's experiment folder is there rather than under exp_dir.
+        if meta is None or not (meta.get("storage") or (exp_dir / RAY_DIR).is_dir()):
             raise ConfigError(f"{exp_dir}: nothing to resume (no earlier sweep of this name)")
-        meta = read_meta(exp_dir)
         return space_from_meta(meta), exp_dir, meta
     if (exp_dir / RAY_DIR).exists() or (exp_dir / LEADERBOARD).exists():
         raise ConfigError(
@@ -322,6 +373,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     from ray.tune.schedulers import ASHAScheduler
 
     space = apply_overrides(space, opts)
+    check_placement(space)
     space, exp_dir, meta = prepare_experiment(space, raw, opts)
     # Save Tune's experiment state at every step: a killed driver then loses no finished
     # trial on --resume. The state of these sweeps is a few kB, so this costs little.
@@ -333,12 +385,23 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     data_dir = (
         str(Path(opts.data_dir).resolve()) if opts.data_dir else os.environ.get(DATA_DIR_ENV)
     )
-    trainable = _trainable(space, data_dir)
+    # A cluster's nodes may have no data directory: ship the decoded data to them.
+    ship = opts.ship_data
+    if ship is None:
+        ship = bool(opts.address or os.environ.get("RAY_ADDRESS"))
+    data = ship_data(space, data_dir) if ship else None
+    ray_path = ray_experiment_path(exp_dir, meta)
+    storage_path = ray_path.rsplit("/", 1)[0]
+    trainable = _trainable(space, data_dir, data, f"{storage_path}/train")
+    summary = cluster_summary()
+    max_concurrent = space.resources.max_concurrent or default_max_concurrent(space, summary)
+    if opts.verbose:
+        _say_placement(space, summary, data, storage_path, max_concurrent)
     started = time.monotonic()
     callback = LeaderboardCallback(exp_dir, meta, space, opts.verbose)
     if opts.resume:
         tuner = tune.Tuner.restore(
-            str(exp_dir / RAY_DIR), trainable=trainable,
+            ray_path, trainable=trainable,
             resume_unfinished=True, resume_errored=False, restart_errored=False,
         )
     else:
@@ -355,13 +418,13 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
                 metric=space.objective.metric,
                 mode=space.objective.mode,
                 num_samples=space.budget.num_samples,
-                max_concurrent_trials=space.resources.max_concurrent,
+                max_concurrent_trials=max_concurrent,
                 time_budget_s=space.budget.time_budget_s,
                 reuse_actors=not opts.tune_defaults,
             ),
             run_config=tune.RunConfig(
                 name=RAY_DIR,
-                storage_path=str(exp_dir),
+                storage_path=storage_path,
                 callbacks=[callback],
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
@@ -382,10 +445,34 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     return SweepOutcome(exp_dir, board, elapsed, interrupted, best)
 
 
-def _best_row(board: Path) -> dict[str, Any] | None:
-    import pandas as pd
+def _say_placement(
+    space: SearchSpace,
+    c: Mapping[str, Any],
+    data: DataHandle | None,
+    storage_path: str,
+    max_concurrent: int | None,
+) -> None:
+    """Where the sweep runs (cluster size, placement, data, storage), printed at its start."""
+    res = space.resources
+    per_trial = f"{res.cpus_per_trial:g} CPU" + (
+        f" + {res.gpus_per_trial:g} GPU" if res.gpus_per_trial else "")
+    if res.workers_per_trial > 1:
+        per_trial = f"{res.workers_per_trial} workers x ({per_trial})"
+    print(f"Ray: {c['nodes']} node(s), {c['cpus']:g} CPUs, {c['gpus']:g} GPUs; "
+          f"per trial {per_trial}; at most {max_concurrent or 'as many as fit'} at once",
+          flush=True)
+    if data is not None:
+        print(f"Data: {data.nbytes / 1e6:.1f} MB decoded here, shipped to the nodes through "
+              "Ray's object store", flush=True)
+        searched = searched_data_fields(space)
+        if searched:
+            print(f"  ({', '.join(searched)} searched: trials drawing other values read their "
+                  "files from the data directory, which every node then needs)", flush=True)
+    print(f"Ray storage: {storage_path}", flush=True)
 
+
+def _best_row(board: Path) -> dict[str, Any] | None:
     if not board.is_file():
         return None
-    frame = pd.read_csv(board)
+    frame = read_leaderboard(board.parent)
     return None if frame.empty else json.loads(frame.iloc[0].to_json())
