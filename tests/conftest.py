@@ -42,17 +42,36 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
 def mnist_subset_dir(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real MNIST subset (the first 2,000 training and 500 test images) as IDX files, so
     sweeps in tests go through the real loading code on real pixels, quickly."""
+    return _idx_subset(real_data_dir, "mnist", tmp_path_factory.mktemp("mnist-subset"))
+
+
+def _idx_subset(real_data_dir: Path, folder: str, root: Path) -> Path:
     from datamodules.idx import read_idx
 
-    src = real_data_dir / "mnist"
-    out = tmp_path_factory.mktemp("mnist-subset") / "mnist"
+    src, out = real_data_dir / folder, root / folder
     out.mkdir()
     for stem, n in (("train", 2000), ("t10k", 500)):
         images = read_idx(src / f"{stem}-images-idx3-ubyte.gz")[:n]
         labels = read_idx(src / f"{stem}-labels-idx1-ubyte.gz")[:n]
         _write_idx(out / f"{stem}-images-idx3-ubyte.gz", images)
         _write_idx(out / f"{stem}-labels-idx1-ubyte.gz", labels)
-    return out.parent
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_subsets_dir(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real subsets of every dataset: MNIST and Fashion-MNIST (2,000 train / 500 test) and
+    PneumoniaMNIST (the first 600 / 150 / 200 of its splits)."""
+    root = tmp_path_factory.mktemp("real-subsets")
+    for folder in ("mnist", "fashion-mnist"):
+        _idx_subset(real_data_dir, folder, root)
+    with np.load(real_data_dir / "pneumoniamnist" / "pneumoniamnist.npz") as full:
+        sizes = {"train": 600, "val": 150, "test": 200}
+        arrays = {f"{split}_{kind}": full[f"{split}_{kind}"][:n]
+                  for split, n in sizes.items() for kind in ("images", "labels")}
+    (root / "pneumoniamnist").mkdir()
+    np.savez(root / "pneumoniamnist" / "pneumoniamnist.npz", **arrays)
+    return root
 
 
 @pytest.fixture(scope="session")

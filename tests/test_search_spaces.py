@@ -17,6 +17,12 @@ from scripts.trial_space import define_by_run, flat_point, sampled_params, trial
 from search_spaces.schema import builtin_spaces, load_space, parse_space
 from search_spaces.typed import ConfigError
 
+# Every search-space file we ship: the five experiments and the cluster example.
+ALL_SPACE_FILES = [
+    *builtin_spaces(),
+    Path(__file__).parents[1] / "scripts/cluster/pneumonia_xray128.yaml",
+]
+
 BASE = {
     "experiment": "t",
     "data": {"name": "mnist"},
@@ -30,8 +36,12 @@ BASE = {
         },
         "optimizer.name": {"type": "choice", "values": ["adam", "sgd"]},
         "optimizer.lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
-        "optimizer.momentum": {"type": "float", "low": 0.5, "high": 0.9,
-                               "when": {"optimizer.name": "sgd"}},
+        "optimizer.momentum": {
+            "type": "float",
+            "low": 0.5,
+            "high": 0.9,
+            "when": {"optimizer.name": "sgd"},
+        },
     },
     "budget": {"num_samples": 3, "max_epochs": 2},
 }
@@ -61,14 +71,29 @@ def test_builtin_files_cover_the_required_hyperparameters():
     for path in builtin_spaces():
         space = load_space(path)
         searched |= {p.key for p in space.search}
-    assert {"hidden", "dropout", "kernel_size", "filters", "batch_size", "name", "lr",
-            "activation", "pixels_per_cell", "orientations", "momentum"} <= searched
+    assert {
+        "hidden",
+        "dropout",
+        "kernel_size",
+        "filters",
+        "batch_size",
+        "name",
+        "lr",
+        "activation",
+        "pixels_per_cell",
+        "orientations",
+        "momentum",
+    } <= searched
 
 
 def test_a_valid_space_parses():
     space = parse_space(BASE, "x.yaml")
-    assert space.param_names == ("model.hidden", "optimizer.name", "optimizer.lr",
-                                 "optimizer.momentum")
+    assert space.param_names == (
+        "model.hidden",
+        "optimizer.name",
+        "optimizer.lr",
+        "optimizer.momentum",
+    )
     assert space.objective.metric == "val_acc" and space.budget.num_samples == 3
 
 
@@ -79,24 +104,42 @@ def test_a_valid_space_parses():
         ({"model/colour": "red"}, r"x.yaml: model.colour: unknown key"),
         ({"model/family": "transformer"}, r"x.yaml: .*unknown model family 'transformer'"),
         ({"data/name": "cifar"}, r"x.yaml: .*unknown dataset 'cifar'"),
-        ({"search/optimizer.lr": {"type": "float", "low": 1.0, "high": 0.1}},
-         r"search.optimizer.lr: low \(1.0\) > high \(0.1\)"),
-        ({"search/optimizer.name": {"type": "choice", "values": []}},
-         r"search.optimizer.name: empty choice list"),
-        ({"search/optimizer.lr": {"type": "float", "low": "a", "high": 0.1}},
-         r"search.optimizer.lr.low: expected a number"),
-        ({"search/optimizer.lr": {"type": "gaussian", "low": 0, "high": 1}},
-         r"search.optimizer.lr.type: must be one of int, float, choice"),
-        ({"search/model.colour": {"type": "choice", "values": ["red"]}},
-         r"search.model.colour: .*colour: unknown key"),
-        ({"search/model.dropout": {"type": "float", "low": 0.0, "high": 1.5}},
-         r"search.model.dropout: .*dropout"),
-        ({"search/optimizer.name": {"type": "choice", "values": ["adam", "adagrad"]}},
-         r"search.optimizer.name: .*adagrad"),
-        ({"search/model.hidden/each": {"type": "int", "low": 0, "high": 8}},
-         r"search.model.hidden: .*hidden\[0\] must be positive"),
-        ({"search/optimizer.momentum/when": {"optimizer.nope": "sgd"}},
-         r"when.optimizer.nope: must name a parameter listed before"),
+        (
+            {"search/optimizer.lr": {"type": "float", "low": 1.0, "high": 0.1}},
+            r"search.optimizer.lr: low \(1.0\) > high \(0.1\)",
+        ),
+        (
+            {"search/optimizer.name": {"type": "choice", "values": []}},
+            r"search.optimizer.name: empty choice list",
+        ),
+        (
+            {"search/optimizer.lr": {"type": "float", "low": "a", "high": 0.1}},
+            r"search.optimizer.lr.low: expected a number",
+        ),
+        (
+            {"search/optimizer.lr": {"type": "gaussian", "low": 0, "high": 1}},
+            r"search.optimizer.lr.type: must be one of int, float, choice",
+        ),
+        (
+            {"search/model.colour": {"type": "choice", "values": ["red"]}},
+            r"search.model.colour: .*colour: unknown key",
+        ),
+        (
+            {"search/model.dropout": {"type": "float", "low": 0.0, "high": 1.5}},
+            r"search.model.dropout: .*dropout",
+        ),
+        (
+            {"search/optimizer.name": {"type": "choice", "values": ["adam", "adagrad"]}},
+            r"search.optimizer.name: .*adagrad",
+        ),
+        (
+            {"search/model.hidden/each": {"type": "int", "low": 0, "high": 8}},
+            r"search.model.hidden: .*hidden\[0\] must be positive",
+        ),
+        (
+            {"search/optimizer.momentum/when": {"optimizer.nope": "sgd"}},
+            r"when.optimizer.nope: must name a parameter listed before",
+        ),
         ({"budget/num_samples": 0}, r"budget.num_samples: must be at least 1"),
         ({"budget/max_epochs": "ten"}, r"budget.max_epochs: expected an integer"),
         ({"resources/gpus_per_trial": -1}, r"resources.gpus_per_trial"),
@@ -146,11 +189,15 @@ def test_start_points_flatten_to_optuna_names():
     raw = space_with(start_points=[{"model.hidden": [300, 100], "optimizer.lr": 0.001}])
     space = parse_space(raw, "x.yaml")
     flat = flat_point(space, space.start_points[0])
-    assert flat == {"model.hidden.length": 2, "model.hidden.0": 300, "model.hidden.1": 100,
-                    "optimizer.lr": 0.001}
+    assert flat == {
+        "model.hidden.length": 2,
+        "model.hidden.0": 300,
+        "model.hidden.1": 100,
+        "optimizer.lr": 0.001,
+    }
 
 
-@pytest.mark.parametrize("path", builtin_spaces(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_SPACE_FILES, ids=lambda p: p.stem)
 def test_every_shipped_file_builds_trial_configs(path: Path):
     """Smoke test of each shipped file: random draws give typed configs (or, for
     architectures too deep for the image, the clear 'does not fit' error)."""
@@ -170,7 +217,7 @@ def test_every_shipped_file_builds_trial_configs(path: Path):
     assert built >= 5
 
 
-@pytest.mark.parametrize("path", builtin_spaces(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ALL_SPACE_FILES, ids=lambda p: p.stem)
 def test_stored_sweep_metadata_gives_back_the_same_space(path: Path, tmp_path: Path):
     # --resume rebuilds the space from sweep.json: key order (conditions refer to earlier
     # parameters) and the command-line overrides must survive the round trip.
