@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The real datasets live beside the checkout on our machines; elsewhere point
-# HPSEARCH_DATA_DIR at your copy (or pass --data-dir), or let MNIST download.
+# HPSEARCH_DATA_DIR at your copy (or pass --data-dir), or run `hpsearch data download`.
 export HPSEARCH_DATA_DIR ?= $(abspath ../shared/datasets)
 STAMP := $(VENV)/.hpsearch-installed
 

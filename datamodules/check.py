@@ -41,7 +41,11 @@ class DatasetCheck:
 
 
 def check_dataset(name: str, data_dir: str | Path | None = None) -> DatasetCheck:
-    """Load dataset ``name`` (default config, no download); DataError/ConfigError are reported."""
+    """Load dataset ``name`` (default config, no download).
+
+    DataError, ConfigError and OSError (say, a cache folder that cannot be written) are
+    reported in the result, so one broken dataset does not stop the check of the others.
+    """
     start = time.perf_counter()
     cfg = default_config(name)
     dm = build_datamodule(cfg, data_dir=data_dir)
@@ -51,6 +55,8 @@ def check_dataset(name: str, data_dir: str | Path | None = None) -> DatasetCheck
         dm.setup()
     except (DataError, ConfigError) as exc:
         result.error = str(exc)
+    except OSError as exc:
+        result.error = _os_error_line(exc)
     else:
         result.ok = True
         result.sizes = dm.split_sizes()
@@ -61,6 +67,13 @@ def check_dataset(name: str, data_dir: str | Path | None = None) -> DatasetCheck
             result.extra["pos_weight"] = f"{dm.pos_weight:.4f}"  # type: ignore[attr-defined]
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _os_error_line(exc: OSError) -> str:
+    # "PATH: Permission denied" reads better than "[Errno 13] Permission denied: 'PATH'".
+    if exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def check_datasets(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 import gzip
+import http.client
+import os
 import shutil
 import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 
@@ -48,6 +50,17 @@ class IdxSpec:
     class_names: tuple[str, ...]
     system_dirs: tuple[Path, ...] = ()  # OS package locations, tried last
     package_hint: str = ""  # how to install the files from an OS package, for messages
+
+    @property
+    def mirror_env(self) -> str:
+        """Environment variable that replaces :attr:`mirrors` (e.g. a local mirror, or tests)."""
+        return f"HPSEARCH_{self.key.upper()}_MIRROR"
+
+    def mirror_urls(self) -> tuple[str, ...]:
+        """Base URLs to try in order: ``$<mirror_env>`` (comma-separated) if set, else mirrors."""
+        override = [u.strip() for u in os.environ.get(self.mirror_env, "").split(",")]
+        urls = [u for u in override if u] or list(self.mirrors)
+        return tuple(u if u.endswith("/") else u + "/" for u in urls)
 
 
 IDX_SPECS: dict[str, IdxSpec] = {
@@ -179,9 +192,10 @@ def _how_to_get(spec: IdxSpec, data_dir: Path) -> str:
     """One sentence on where the files come from, for not-found messages."""
     package = f", or {spec.package_hint}" if spec.package_hint else ""
     return (
-        f"download the four .gz files from {spec.mirrors[0]} into "
-        f"{data_dir / spec.download_subdir} (or allow download=True){package}; or pass "
-        f"--data-dir / set {DATA_DIR_ENV} to the folder that holds {spec.download_subdir}/"
+        f"run `hpsearch data download --dataset {spec.key} --data-dir {data_dir}` (needs "
+        f"internet), or download the four .gz files from {spec.mirror_urls()[0]} into "
+        f"{data_dir / spec.download_subdir}{package}; or pass --data-dir / set "
+        f"{DATA_DIR_ENV} to the folder that holds {spec.download_subdir}/"
     )
 
 
@@ -219,12 +233,15 @@ def locate_idx_files(spec: IdxSpec, data_dir: Path, download: bool = False) -> d
 
 
 def download_idx_files(spec: IdxSpec, folder: Path, timeout: float = 60.0) -> dict[str, Path]:
-    """Fetch the four ``.gz`` files of ``spec`` into ``folder`` (atomically, file by file)."""
+    """Fetch the four ``.gz`` files of ``spec`` into ``folder`` (atomically, file by file).
+
+    Files already there are checked, not fetched again, so an interrupted run resumes.
+    """
     paths: dict[str, Path] = {}
     for key, stem in IDX_FILES.items():
         target = folder / f"{stem}.gz"
         if not target.is_file():
-            _download_first(spec, [m + target.name for m in spec.mirrors], target, timeout)
+            _download_first(spec, [m + target.name for m in spec.mirror_urls()], target, timeout)
         try:
             read_idx(target, "images" if key.endswith("images") else "labels")
         except DataError:
@@ -240,11 +257,50 @@ def _download_first(spec: IdxSpec, urls: list[str], target: Path, timeout: float
     for url in urls:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
-                atomic_write(target, lambda f, r=response: shutil.copyfileobj(r, f))
+                _create_folder(target.parent)
+                # Through a temporary file: a transfer cut short leaves nothing behind.
+                atomic_write(target, lambda f, r=response: _copy_all(r, f))
             return
-        except OSError as exc:  # URLError and socket timeouts are OSErrors
-            errors.append(f"{url}: {exc}")
-    raise DataError(f"could not download {spec.title} file {target.name} ({'; '.join(errors)})")
+        # URLError and socket timeouts are OSErrors; a connection dropped mid-transfer is an
+        # http.client.IncompleteRead.
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(f"{url}: {' '.join(str(exc).split()) or type(exc).__name__}")
+    raise DataError(
+        f"could not download {spec.title} file {target.name} ({'; '.join(errors)}); offline? "
+        f"copy the files into {target.parent}, or set {spec.mirror_env} to another mirror"
+    )
+
+
+def _copy_all(response: http.client.HTTPResponse, f: BinaryIO) -> None:
+    shutil.copyfileobj(response, f)
+    # read() reports a connection closed before Content-Length bytes as a plain end of file.
+    if response.length:
+        raise http.client.IncompleteRead(b"", response.length)
+
+
+def _create_folder(folder: Path) -> None:
+    # Only once the server answered, so an offline attempt leaves no empty folder; and not
+    # reported as a download failure, which it is not.
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
+
+
+def download_idx_dataset(name: str, data_dir: str | Path | None = None) -> tuple[Path, bool]:
+    """Make sure IDX dataset ``name`` is in the data dir, downloading the files it lacks.
+
+    Returns ``(folder, downloaded)``: the folder the loaders will read, and whether anything
+    was fetched. A folder that already holds all four files (also an OS package's) counts as
+    present. Raises :class:`DataError` with one line when offline or a file is bad.
+    """
+    spec = IDX_SPECS[name]
+    root = resolve_data_dir(data_dir)
+    for folder in candidate_dirs(spec, root):
+        if all(_find(folder, stem) for stem in IDX_FILES.values()):
+            return folder, False
+    files = download_idx_files(spec, root / spec.download_subdir)
+    return files["train_images"].parent, True
 
 
 @dataclass(frozen=True)

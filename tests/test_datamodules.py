@@ -7,15 +7,19 @@ datasets (skipped when they are absent).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
+import http.server
 import math
 import os
 import re
+import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +49,7 @@ from datamodules.check import check_all
 from datamodules.configs import DIGIT_CLASSES, FASHION_CLASSES
 from datamodules.idx import IDX_SPECS, load_idx_images
 from datamodules.paths import CACHE_DIR_ENV
+from scripts.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST, VAL = 100, 30, 20
@@ -292,6 +297,24 @@ def test_hog_matches_skimage(ppc: int, orientations: int) -> None:
     assert ours.shape == ref.shape == (len(images), hog_feature_size(28, orientations, ppc))
     assert ours.dtype == np.float32
     assert np.abs(ours - ref).max() < 1e-5
+
+
+def bound_ramps(orientations: int) -> np.ndarray:
+    """Ramps whose gradient points at each bin bound (0 and 180 deg too), or 1e-7 rad beside."""
+    offsets = np.array([0, 1e-7, -1e-7, 1e-12, -1e-12])
+    angles = np.deg2rad(np.arange(orientations + 1) * 180 / orientations)[:, None] + offsets
+    a = angles.reshape(-1, 1, 1)
+    r, c = np.indices((28, 28))
+    return ((np.sin(a) * r + np.cos(a) * c) / 100).astype(np.float32)
+
+
+@pytest.mark.parametrize("orientations", [5, 7, 8, 16])
+def test_hog_matches_skimage_on_gradients_at_bin_bounds(orientations: int) -> None:
+    # Catches a bound rounded differently from skimage's (for 7 bins, float32 bounds put
+    # 154.2857 deg in the next bin) and any bin decided on the wrong side of a bound.
+    images = bound_ramps(orientations)
+    ours = hog_features(images, orientations, 4)
+    assert np.abs(ours - hog_reference(images, orientations, 4)).max() < 1e-5
 
 
 def test_hog_feature_size_at_4px_8_orientations_is_392() -> None:
@@ -585,7 +608,14 @@ def test_missing_idx_dataset_says_which_file_and_how_to_get_it(
 ) -> None:
     with pytest.raises(DataError) as exc:
         mnist_dm(tmp_path, name=name)
-    assert_one_line(exc, "train-images-idx3-ubyte", "not found", str(tmp_path), how_to_get)
+    assert_one_line(
+        exc,
+        "train-images-idx3-ubyte",
+        "not found",
+        str(tmp_path),
+        how_to_get,
+        f"hpsearch data download --dataset {name} --data-dir {tmp_path}",
+    )
 
 
 def test_missing_pneumonia_data_says_how_to_get_it(tmp_path: Path) -> None:
@@ -682,6 +712,106 @@ def test_cli_data_check_reports_a_corrupt_file_without_traceback(mnist_dir) -> N
     assert "train-images-idx3-ubyte.gz" in line and "wrong IDX magic number" in line
     # The HOG features are built from the same files, so they fail too.
     assert any(ln.startswith("FAIL hog_mnist:") and "magic" in ln for ln in output.splitlines())
+
+
+def test_data_check_reports_an_os_error_as_one_failed_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_idx_dataset(tmp_path / "mnist", n_train=10_010, n_test=N_TEST)
+    # A file where the cache folder should be: the HOG cache cannot be created. (A read-only
+    # folder would do as well, except for root, who may write there anyway.)
+    blocker = tmp_path / "cache-is-a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(blocker))
+    lines, n_failed = check_all(tmp_path, names=["hog_mnist", "mnist"])
+    assert n_failed == 1 and lines[-1] == "1 of 2 datasets load"
+    (fail,) = [ln for ln in lines if ln.startswith("FAIL")]
+    assert fail == f"FAIL hog_mnist: {blocker / 'hog_mnist'}: Not a directory"
+    assert any(ln.startswith("ok   mnist:") for ln in lines)
+
+
+# -- download ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def idx_mirror(files: dict[str, bytes], cut: str = "") -> Iterator[str]:
+    """A local HTTP mirror serving ``files``; the transfer of file ``cut`` stops halfway."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            name = self.path.rsplit("/", 1)[-1]
+            if name not in files:
+                self.send_error(404)
+                return
+            body = files[name]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2] if name == cut else body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def download(data_dir: Path, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    code = cli_main(["data", "download", "--dataset", "mnist", "--data-dir", str(data_dir)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.is_file())
+
+
+def test_data_download_offline_fails_with_one_line_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on: the connection is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv(IDX_SPECS["mnist"].mirror_env, f"http://127.0.0.1:{port}/")
+    code, out, err = download(tmp_path / "data", capsys)
+    assert code == 2 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(
+        "hpsearch: error: could not download MNIST file train-images-idx3-ubyte.gz "
+        f"(http://127.0.0.1:{port}/train-images-idx3-ubyte.gz: "
+    )
+    assert "offline?" in line and "HPSEARCH_MNIST_MIRROR" in line
+    assert files_in(tmp_path) == []
+
+
+def test_data_download_cut_short_keeps_no_partial_file_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    arrays = make_idx_dataset(tmp_path / "mirror")
+    files = {p.name: p.read_bytes() for p in (tmp_path / "mirror").iterdir()}
+    data_dir = tmp_path / "data"
+    with idx_mirror(files, cut=IDX_NAMES["test_images"]) as url:
+        monkeypatch.setenv(IDX_SPECS["mnist"].mirror_env, url)
+        code, _, err = download(data_dir, capsys)
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line.startswith("hpsearch: error: could not download MNIST file t10k-images")
+    # The two files fetched before are complete; the broken one left no (temporary) file.
+    assert files_in(data_dir) == sorted([IDX_NAMES["train_images"], IDX_NAMES["train_labels"]])
+
+    with idx_mirror(files) as url:
+        monkeypatch.setenv(IDX_SPECS["mnist"].mirror_env, url)
+        code, out, _ = download(data_dir, capsys)
+        assert code == 0 and out == f"MNIST: downloaded into {data_dir / 'mnist'}\n"
+        assert download(data_dir, capsys)[:2] == (0, f"MNIST: already in {data_dir / 'mnist'}\n")
+    assert files_in(data_dir) == sorted(IDX_NAMES.values())
+    images = load_idx_images("mnist", data_dir)
+    np.testing.assert_array_equal(images[:N_TRAIN], arrays["train_images"])
 
 
 # -- batches ----------------------------------------------------------------------------------
