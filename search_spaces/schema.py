@@ -9,9 +9,8 @@ file is loaded, so a bad file stops the sweep before Ray starts.
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -139,7 +138,9 @@ class Budget:
             if getattr(self, name) < 1:
                 raise ConfigError(f"budget.{name}: must be at least 1, got {getattr(self, name)}")
         if self.reduction_factor < 2:
-            raise ConfigError(f"budget.reduction_factor: must be at least 2, got {self.reduction_factor}")
+            raise ConfigError(
+                f"budget.reduction_factor: must be at least 2, got {self.reduction_factor}"
+            )
         if self.grace_period > self.max_epochs:
             raise ConfigError(
                 f"budget.grace_period: {self.grace_period} exceeds max_epochs {self.max_epochs}"
@@ -157,7 +158,9 @@ class Resources:
 
     def __post_init__(self) -> None:
         if self.cpus_per_trial <= 0:
-            raise ConfigError(f"resources.cpus_per_trial: must be positive, got {self.cpus_per_trial}")
+            raise ConfigError(
+                f"resources.cpus_per_trial: must be positive, got {self.cpus_per_trial}"
+            )
         if self.gpus_per_trial < 0:
             raise ConfigError(f"resources.gpus_per_trial: must be >= 0, got {self.gpus_per_trial}")
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
@@ -166,7 +169,9 @@ class Resources:
                 f"got {self.gpus_per_trial}"
             )
         if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise ConfigError(f"resources.max_concurrent: must be at least 1, got {self.max_concurrent}")
+            raise ConfigError(
+                f"resources.max_concurrent: must be at least 1, got {self.max_concurrent}"
+            )
         if self.workers_per_trial < 1:
             raise ConfigError(
                 f"resources.workers_per_trial: must be at least 1, got {self.workers_per_trial}"
@@ -197,8 +202,17 @@ class SearchSpace:
 
 
 _TOP_KEYS = {
-    "experiment", "description", "data", "model", "optimizer", "search",
-    "objective", "budget", "resources", "seed", "start_points",
+    "experiment",
+    "description",
+    "data",
+    "model",
+    "optimizer",
+    "search",
+    "objective",
+    "budget",
+    "resources",
+    "seed",
+    "start_points",
 }
 
 
@@ -235,7 +249,9 @@ def _parse_scalar(raw: Any, where: str, only: str | None = None) -> Any:
     return from_dict(_SCALARS[kind], raw, where)
 
 
-def _parse_when(raw: Any, where: str, earlier: list[str]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+def _parse_when(
+    raw: Any, where: str, earlier: list[str]
+) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     if not isinstance(raw, Mapping) or not raw:
         raise ConfigError(f"{where}: expected a mapping of earlier parameter -> value(s)")
     out = []
@@ -277,7 +293,9 @@ def parse_space(raw: Any, source: str = "<memory>") -> SearchSpace:
         raise ConfigError(f"{source}: expected a mapping at the top level")
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
-        raise ConfigError(f"{source}: {unknown[0]}: unknown key (allowed: {', '.join(sorted(_TOP_KEYS))})")
+        raise ConfigError(
+            f"{source}: {unknown[0]}: unknown key (allowed: {', '.join(sorted(_TOP_KEYS))})"
+        )
     for key in ("experiment", "data", "model"):
         if key not in raw:
             raise ConfigError(f"{source}: {key}: missing")
