@@ -107,23 +107,32 @@ class SizedBatches(Sized, Iterable[Batch], Protocol):
 
 
 class BatchChunk:
-    """Consecutive mini-batches that Lightning handles as one training step.
+    """The next ``count`` mini-batches of a shared iterator, taken when the chunk is iterated.
 
-    Deliberately neither a sequence nor a dataclass: Lightning's batch-to-device transfer
-    recurses into those, but passes other objects through untouched, so the tensors in a
-    chunk must already be on the training device (a ``TensorDataModule`` moved there does).
+    Taken late, each mini-batch is gathered just before its step (still in cache, like in a
+    plain loop) and no chunk-sized copy of the data exists; in exchange the chunks of one
+    epoch must be iterated in order, each once, as Lightning's training loop does (its
+    prefetching only creates the next chunk object early). Deliberately neither a sequence
+    nor a dataclass: Lightning's batch-to-device transfer passes other objects through
+    untouched, so the tensors must already be on the training device (a ``TensorDataModule``
+    moved there does that).
     """
 
-    __slots__ = ("batches",)
+    __slots__ = ("_source", "count", "_used")
 
-    def __init__(self, batches: list[Batch]) -> None:
-        self.batches = batches
+    def __init__(self, source: Iterator[Batch], count: int) -> None:
+        self._source = source
+        self.count = count
+        self._used = False
 
     def __iter__(self) -> Iterator[Batch]:
-        return iter(self.batches)
+        if self._used:
+            raise RuntimeError("a BatchChunk can be iterated only once")
+        self._used = True
+        return itertools.islice(self._source, self.count)
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return self.count
 
 
 class BatchChunks:
@@ -134,9 +143,10 @@ class BatchChunks:
     one optimizer step per mini-batch of a chunk (``ClassifierModule`` with
     ``automatic_optimization = False``) pays it once per chunk, at the same results.
 
-    ``len()`` is the number of chunks (what Lightning counts as batches); ``num_batches`` the
-    number of mini-batches, i.e. optimizer steps per epoch. Each iteration iterates
-    ``batches`` once, so a :class:`TensorBatches` still reshuffles every epoch.
+    ``len()`` is the number of chunks (what Lightning counts as batches) and ``num_batches``
+    the number of mini-batches, i.e. optimizer steps per epoch; both rely on ``len(batches)``
+    being exact. Each iteration iterates ``batches`` once, so a :class:`TensorBatches` still
+    reshuffles every epoch.
     """
 
     def __init__(self, batches: SizedBatches, size: int) -> None:
@@ -153,6 +163,7 @@ class BatchChunks:
         return -(-len(self.batches) // self.size)
 
     def __iter__(self) -> Iterator[BatchChunk]:
-        batches = iter(self.batches)
-        while chunk := list(itertools.islice(batches, self.size)):
-            yield BatchChunk(chunk)
+        source = iter(self.batches)
+        total = len(self.batches)
+        for start in range(0, total, self.size):
+            yield BatchChunk(source, min(self.size, total - start))

@@ -278,8 +278,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from scripts.bench import run_bench
 
-    run_bench(quick=not args.full, out=Path(args.out), data_dir=args.data_dir,
-              parts=args.only)
+    # The quick run (CI's) must not overwrite the full figures the README quotes.
+    out = args.out or ("results/bench.csv" if args.full else "results/bench-quick.csv")
+    run_bench(quick=not args.full, out=Path(out), data_dir=args.data_dir, parts=args.only)
     return 0
 
 
@@ -372,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--quick", action="store_true", help="seconds-long run (default)")
     mode.add_argument("--full", action="store_true", help="the figures the README quotes")
     bn.add_argument("--only", nargs="*", choices=["train", "sweep", "hog", "gpu"])
-    bn.add_argument("--out", default="results/bench.csv")
+    bn.add_argument("--out", help="CSV to write (default: results/bench.csv for --full, "
+                    "results/bench-quick.csv otherwise)")
     _add_data_dir(bn)
     bn.set_defaults(func=cmd_bench)
     return parser

@@ -18,6 +18,7 @@ import torch
 from sklearn.metrics import f1_score, roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset
 
+from datamodules.batches import BatchChunks, TensorBatches
 from lightning_modules import (
     PRESETS,
     BinaryCNNConfig,
@@ -346,6 +347,42 @@ def test_sanity_check_does_not_leak_into_validation() -> None:
     from_fit = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val")}
     (again,) = _trainer().validate(module, _loader(x, y), verbose=False)
     assert from_fit == pytest.approx(again)
+
+
+class _EpochEndMetrics(pl.Callback):
+    """What a callback (like the sweep's reporter) sees at the end of each training epoch."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.rows.append({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+
+@pytest.mark.parametrize("schedule", ["none", "cosine", "onecycle"])
+def test_chunked_manual_steps_train_like_lightning_steps(schedule: str) -> None:
+    """train() hands Lightning chunks of mini-batches and steps the optimizer itself: that must
+    give bit-identical training to one automatic Lightning step per batch, schedules included,
+    and callbacks must see each epoch's own training metrics."""
+    x, y = _data(3, n=80)
+    runs = []
+    for chunked in (False, True):
+        torch.manual_seed(0)
+        module = _module("mlp", schedule=schedule)
+        loader: Any = TensorBatches(x, y, 16, shuffle=True, seed=0)
+        if chunked:
+            module.automatic_optimization = False
+            loader = BatchChunks(loader, 2)  # 5 mini-batches: chunks of 2, 2 and 1
+        seen = _EpochEndMetrics()
+        trainer = _trainer(max_epochs=3, callbacks=[seen])
+        trainer.fit(module, loader, _loader(x, y))
+        runs.append((module, seen.rows, trainer.optimizers[0].param_groups[0]["lr"]))
+    (auto, auto_rows, auto_lr), (chunks, chunk_rows, chunk_lr) = runs
+    for a, b in zip(auto.parameters(), chunks.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert chunk_rows == auto_rows and chunk_lr == auto_lr
+    assert all({"train_loss", "train_acc", "val_loss"} <= set(row) for row in chunk_rows)
+    assert chunk_rows[0]["train_loss"] != chunk_rows[1]["train_loss"]
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:

@@ -1,0 +1,62 @@
+"""The benchmark's arithmetic and output on synthetic figures (`make bench` runs it for real)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from scripts.bench import Figure, SweepTiming, TrialSpan, format_csv, format_table, trial_spans
+
+
+def test_sweep_efficiency_and_lost_slot_time() -> None:
+    # Two slots over 10 s; slot A runs trials 0-4 s and 4.5-9 s, slot B one trial 1-8 s.
+    spans = (TrialSpan(0.0, 4.0, 3.5), TrialSpan(1.0, 8.0, 6.0), TrialSpan(4.5, 9.0, 4.0))
+    timing = SweepTiming(wall_s=10.0, spans=spans, slots=2)
+    assert timing.train_s == pytest.approx(13.5)
+    assert timing.efficiency == pytest.approx(13.5 / 20)
+    assert timing.lost_per_trial_s == pytest.approx((20 - 13.5) / 3)
+    # Only the third trial follows another in its slot: 0.5 s gap + 0.5 s outside epochs.
+    assert timing.steady_lost_per_trial_s == pytest.approx(1.0)
+
+
+def test_steady_lost_takes_the_slot_freed_last() -> None:
+    # Both slots are free when the third trial starts; it follows the one that ended at 5 s.
+    spans = (TrialSpan(0.0, 3.0, 3.0), TrialSpan(0.0, 5.0, 5.0), TrialSpan(5.25, 7.0, 1.75))
+    assert SweepTiming(7.0, spans, 2).steady_lost_per_trial_s == pytest.approx(0.25)
+    assert math.isnan(SweepTiming(5.0, spans[:2], 2).steady_lost_per_trial_s)
+
+
+def test_trial_spans_from_tune_results(tmp_path: Path) -> None:
+    for name, rows in {
+        "trial_b": [{"reported_at": 105.0, "time_total_s": 2.0, "train_time_s": 1.5}],
+        "trial_a": [
+            {"reported_at": 101.0, "time_total_s": 1.0, "train_time_s": 0.8},
+            {"reported_at": 102.0, "time_total_s": 2.0, "train_time_s": 1.7},
+        ],
+    }.items():
+        (tmp_path / "ray" / name).mkdir(parents=True)
+        text = "".join(json.dumps(row) + "\n" for row in rows)
+        (tmp_path / "ray" / name / "result.json").write_text(text)
+    (tmp_path / "ray" / "never_reported").mkdir()
+    (tmp_path / "ray" / "never_reported" / "result.json").write_text("")
+    assert trial_spans(tmp_path) == [TrialSpan(100.0, 102.0, 1.7), TrialSpan(103.0, 105.0, 1.5)]
+
+
+def test_table_and_csv_hold_every_figure() -> None:
+    figures = [
+        Figure("train", "mlp epoch", 1.1, 1.0, "s", "hand-written loop", "ratio <= 1.15", True),
+        Figure("sweep", "efficiency", 0.9, 0.0, "", "Ray Tune defaults", note="a, b"),
+    ]
+    table = format_table(figures).splitlines()
+    assert len(table) == 4 and table[0].split()[:3] == ["part", "what", "hpsearch"]
+    assert "1.1" in table[2] and "yes" in table[2]
+    rows = list(csv.DictReader(io.StringIO(format_csv(figures, {"mode": "quick"}))))
+    assert [r["item"] for r in rows] == ["mlp epoch", "efficiency"]
+    assert float(rows[0]["ratio"]) == pytest.approx(1.1)
+    assert rows[1]["ratio"] == "nan" and rows[1]["note"] == "a, b" and rows[1]["met"] == ""
+    assert {r["mode"] for r in rows} == {"quick"}
