@@ -195,10 +195,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
               f"hpsearch sweep {args.space} --resume"
               + (f" --name {args.name}" if args.name else ""))
     best = outcome.best
-    if best:
-        metric = next(k for k in best if k.startswith("val_"))
+    metric = space.objective.metric
+    if best and isinstance(best.get(metric), (int, float)):
         print(f"Best trial {best['trial_id']} ({best['status']}): {metric} = {best[metric]:.4f} "
               f"at epoch {best['best_epoch']}")
+    else:
+        print(f"No trial has reported {metric} yet.")
     print(f"Sweep wall time {outcome.wall_time_s:.1f} s")
     print(f"Leaderboard: {outcome.leaderboard}")
     return 130 if outcome.interrupted else 0

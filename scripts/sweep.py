@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 from ray import tune
 
-from datamodules.paths import DATA_DIR_ENV
+from datamodules.paths import resolve_data_dir
 from scripts.config import TrainConfig
 from scripts.distributed import (
     DDP_DRIVER_MEMORY,
@@ -40,6 +40,8 @@ from scripts.leaderboard import (
     LEADERBOARD,
     RAY_DIR,
     STATUS_ERRORED,
+    STATUS_PENDING,
+    STATUS_RUNNING,
     SWEEP_META,
     atomic_write_json,
     error_summary,
@@ -368,12 +370,24 @@ def prepare_experiment(
     return space, exp_dir, meta
 
 
+def check_data(space: SearchSpace, data_dir: str) -> None:
+    """Load the space's dataset once in the driver, so a missing or corrupt file is one clear
+    error before any experiment folder or trial exists (the load is cached for later)."""
+    from datamodules import build_datamodule, data_config_from_dict
+
+    cfg = data_config_from_dict(space.fixed("data"), "data")
+    build_datamodule(cfg, data_dir).setup("fit")
+
+
 def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) -> SweepOutcome:
     """Run (or resume) the sweep described by ``space`` and return where its results are."""
     from ray.tune.schedulers import ASHAScheduler
 
     space = apply_overrides(space, opts)
     check_placement(space)
+    # Absolute, since trials run in other working directories.
+    data_dir = str(resolve_data_dir(opts.data_dir))
+    check_data(space, data_dir)
     space, exp_dir, meta = prepare_experiment(space, raw, opts)
     # Save Tune's experiment state at every step: a killed driver then loses no finished
     # trial on --resume. The state of these sweeps is a few kB, so this costs little.
@@ -382,9 +396,6 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
         # ...and do not warn about it every few seconds.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     init_ray(opts.address)
-    data_dir = (
-        str(Path(opts.data_dir).resolve()) if opts.data_dir else os.environ.get(DATA_DIR_ENV)
-    )
     # A cluster's nodes may have no data directory: ship the decoded data to them.
     ship = opts.ship_data
     if ship is None:
@@ -442,7 +453,19 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     atomic_write_json(exp_dir / SWEEP_META, meta)
     board = exp_dir / LEADERBOARD
     best = _best_row(board)
+    # Tune catches Ctrl-C itself and returns normally: a sweep that ended short of its
+    # trials (with no time budget to explain it) or with unfinished ones was stopped.
+    interrupted = interrupted or _ended_short(exp_dir, space)
     return SweepOutcome(exp_dir, board, elapsed, interrupted, best)
+
+
+def _ended_short(exp_dir: Path, space: SearchSpace) -> bool:
+    if not (exp_dir / LEADERBOARD).is_file():
+        return False
+    statuses = read_leaderboard(exp_dir)["status"]
+    if set(statuses) & {STATUS_RUNNING, STATUS_PENDING}:
+        return True
+    return space.budget.time_budget_s is None and len(statuses) < space.budget.num_samples
 
 
 def _say_placement(
