@@ -9,6 +9,7 @@ so the many trials of a sweep that run in one worker process decode only once.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -53,7 +54,13 @@ def clear_cache() -> None:
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
     """``(N, H, W)`` uint8 -> ``(N, 1, H, W)`` float32 in [0, 1]."""
-    return torch.from_numpy(images.astype(np.float32)).div_(255).unsqueeze(1)
+    with warnings.catch_warnings():
+        # Decoded files are read-only buffers; the uint8 view is only read, never written.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        pixels = torch.from_numpy(images)
+    # Converted by torch, not numpy: 5x faster on a fresh process's memory (0.06 s vs. 0.3 s
+    # for 35,000 MNIST images), which every sweep's driver pays before its first trial.
+    return pixels.to(torch.float32).div_(255).unsqueeze(1)
 
 
 def labels_to_tensor(labels: np.ndarray) -> torch.Tensor:

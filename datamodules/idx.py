@@ -362,13 +362,13 @@ class IdxDataModule(TensorDataModule):
             self.cfg.split_seed,
             what=f" in {raw.files['train_images']}",
         )
-        x = images_to_tensor(raw.train_images)
-        y = labels_to_tensor(raw.train_labels)
+        # Split the uint8 images before converting them: a quarter of the bytes to gather.
+        images, labels = raw.train_images, raw.train_labels
         return Splits(
-            x[train_idx],
-            y[train_idx],
-            x[val_idx],
-            y[val_idx],
+            images_to_tensor(images[train_idx]),
+            labels_to_tensor(labels[train_idx]),
+            images_to_tensor(images[val_idx]),
+            labels_to_tensor(labels[val_idx]),
             images_to_tensor(raw.test_images),
             labels_to_tensor(raw.test_labels),
         )

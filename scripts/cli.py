@@ -340,8 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "node or a URI such as s3://bucket/prefix (default: under --results-dir; "
                     "the leaderboard is written there in any case)")
     sw.add_argument("--ship-data", action=argparse.BooleanOptionalAction, default=None,
-                    help="decode the data once here and send it to the nodes through Ray's "
-                    "object store (default: on when joining a cluster)")
+                    help="decode the data once here and send it to the trials through Ray's "
+                    "object store (default: on, unless the space searches a data field)")
     sw.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     _add_data_dir(sw)
     sw.set_defaults(func=cmd_sweep)

@@ -104,6 +104,17 @@ class EpochHistory(pl.Callback):
         if self.improved:
             self.best_value, self.best_epoch = value, epoch
 
+    # Saved in every checkpoint, so a trial resumed from one keeps its earlier epochs and best.
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "best_value": self.best_value,
+                "best_epoch": self.best_epoch, "train_time_s": self.train_time_s}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs = list(state_dict["epochs"])
+        self.best_value = state_dict["best_value"]
+        self.best_epoch = state_dict["best_epoch"]
+        self.train_time_s = state_dict["train_time_s"]
+
 
 @dataclass
 class TrainResult:
@@ -157,6 +168,7 @@ def train(
     root_dir: str | Path | None = None,
     stop_after: int | None = None,
     train_on: str = "train",
+    ckpt_path: str | None = None,
 ) -> TrainResult:
     """Train ``cfg`` and return its per-epoch history, best objective value and module.
 
@@ -164,7 +176,9 @@ def train(
     (the sweep's Tune reporter does). ``stop_after`` ends training after that many epochs
     while LR schedules still span ``cfg.max_epochs``, so a re-train up to a trial's best
     epoch repeats that trial exactly. ``train_on="train+val"`` also fits the validation
-    split (its validation metrics are then optimistic).
+    split (its validation metrics are then optimistic). ``ckpt_path``: a checkpoint of this
+    run to continue from (weights, optimizer, LR schedule, epoch and history); a run whose
+    checkpoint already holds its last epoch trains nothing more.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     accelerator = resolve_accelerator(accelerator)
@@ -200,7 +214,7 @@ def train(
         deterministic=False,
     )
     with plain_cuda_check():
-        trainer.fit(module, train_batches, datamodule.val_dataloader())
+        trainer.fit(module, train_batches, datamodule.val_dataloader(), ckpt_path=ckpt_path)
     result = TrainResult(
         config=cfg,
         history=history.epochs,

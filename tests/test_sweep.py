@@ -87,7 +87,7 @@ def test_sweep_records_completed_early_stopped_and_errored_trials(tiny_sweep):
     assert config["data"]["name"] == "mnist" and config["model"]["hidden"] == json.loads(
         best["model.hidden"])
     assert best["param_count"] == 784 * 64 + 64 + 64 * 10 + 10
-    assert (outcome.exp_dir / "optuna.db").is_file()
+    assert (outcome.exp_dir / "optuna.log").is_file()
 
     # The CSV rebuilt from Ray's experiment folder holds the same trials and results.
     written = board.copy()
@@ -177,7 +177,9 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     final = pd.read_csv(board_path)
     assert len(final) == 5 and final.trial_id.is_unique
-    assert set(final.status) == {"completed"}
+    # A trial that was running (or had just reported its last epoch) when the sweep was
+    # stopped continues from its checkpoint: it ends completed, not cut short.
+    assert set(final.status) == {"completed"}, final[["trial_id", "status", "epochs_run"]]
     # Trials finished before the interruption kept their results and were not re-run.
     kept = final.set_index("trial_id").loc[finished_before.trial_id]
     assert list(kept["val_acc"]) == list(finished_before["val_acc"])
@@ -203,3 +205,45 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path):
         assert len(lines) == 1 and expected in lines[0], (args, proc.stderr)
         assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists(), "nothing may be written for a rejected file"
+
+
+# Runs in its own process: the test session's Ray is a plain one, and this needs the Ray that
+# `hpsearch sweep` starts (its worker processes preload the trial code).
+WARM_WORKERS_SCRIPT = """
+import json, sys
+from pathlib import Path
+import psutil
+from scripts.bench import wait_for_idle_workers
+from scripts.sweep import SweepOptions, init_ray, run_sweep
+from search_spaces.schema import parse_space
+
+raw = json.loads(sys.argv[1])
+init_ray(None)
+wait_for_idle_workers(2)
+warm = {p.pid: "pytorch_lightning" in " ".join(p.cmdline()) or None
+        for p in psutil.process_iter() if (p.cmdline() or [""])[0].startswith("ray::IDLE")}
+outcome = run_sweep(parse_space(raw, "warm.yaml"), raw, SweepOptions(
+    results_dir=Path(sys.argv[2]), data_dir=sys.argv[3], verbose=False))
+results = [json.loads(line) for path in (outcome.exp_dir / "ray").rglob("result.json")
+           for line in path.read_text().splitlines()]
+print(json.dumps({"warm": sorted(warm), "trials": [[r["pid"], r["data"]] for r in results]}))
+"""
+
+
+def test_local_sweep_runs_its_trials_in_ray_s_warm_workers(mnist_subset_dir: Path,
+                                                          tmp_path: Path):
+    """The workers a local Ray starts ahead of time (with the trial code imported) run the
+    trials: none waits for a new process, and the data comes through the object store."""
+    raw = json.loads(json.dumps(SMALL_MLP))
+    raw.pop("start_points")
+    raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
+    raw["budget"] = {"num_samples": 4, "max_epochs": 1, "grace_period": 1}
+    raw["resources"]["max_concurrent"] = 2
+    proc = subprocess.run(
+        [sys.executable, "-c", WARM_WORKERS_SCRIPT, json.dumps(raw), str(tmp_path),
+         str(mnist_subset_dir)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    pids = {pid for pid, _ in report["trials"]}
+    assert len(report["trials"]) == 4 and pids and pids <= set(report["warm"]), report
+    assert {data for _, data in report["trials"]} == {"object-store"}
