@@ -47,7 +47,7 @@ from datamodules import (
 )
 from datamodules.check import check_all
 from datamodules.configs import DIGIT_CLASSES, FASHION_CLASSES
-from datamodules.idx import IDX_SPECS, load_idx_images
+from datamodules.idx import IDX_SPECS, gunzipped_cache_path, load_idx_images
 from datamodules.paths import CACHE_DIR_ENV
 from scripts.cli import main as cli_main
 
@@ -178,6 +178,31 @@ def test_read_idx_detects_gzip_by_content_not_name(tmp_path: Path) -> None:
     packed.write_bytes(gzip.compress(idx_bytes(images)))
     for path in (raw, packed):
         np.testing.assert_array_equal(read_idx(path, "images"), images)
+
+
+def test_gzip_idx_is_decompressed_once_then_read_from_the_cache(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    first, second = (rng.integers(0, 256, (3, 28, 28), dtype=np.uint8) for _ in range(2))
+    path = tmp_path / "images"
+    path.write_bytes(gzip.compress(idx_bytes(first)))
+    np.testing.assert_array_equal(read_idx(path, "images"), first)
+    cached = gunzipped_cache_path(path)
+    assert cached.read_bytes() == idx_bytes(first)
+    # Later reads take the decompressed copy (here altered, to see which one is read)...
+    cached.write_bytes(idx_bytes(second))
+    np.testing.assert_array_equal(read_idx(path, "images"), second)
+    # ...until the file changes: a new size or mtime is a new cache entry.
+    path.write_bytes(gzip.compress(idx_bytes(first[:2])))
+    os.utime(path, ns=(1, 1))
+    np.testing.assert_array_equal(read_idx(path, "images"), first[:2])
+
+
+def test_truncated_gzip_is_reported_and_not_cached(tmp_path: Path) -> None:
+    path = tmp_path / "images.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.zeros((3, 28, 28), np.uint8)))[:-20])
+    with pytest.raises(DataError, match="truncated gzip data"):
+        read_idx(path, "images")
+    assert not gunzipped_cache_path(path).exists()
 
 
 def test_mnist_split_sizes_shapes_and_pixel_scaling(mnist_dir) -> None:
