@@ -19,7 +19,7 @@ from pathlib import Path
 from search_spaces.typed import ConfigError
 
 from .base import SPLITS
-from .errors import DataError
+from .errors import DataError, one_line
 from .paths import resolve_data_dir
 from .registry import DATASETS, build_datamodule, default_config
 
@@ -73,7 +73,7 @@ def _os_error_line(exc: OSError) -> str:
     # "PATH: Permission denied" reads better than "[Errno 13] Permission denied: 'PATH'".
     if exc.filename is not None and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return one_line(exc)
 
 
 def check_datasets(

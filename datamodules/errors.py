@@ -10,3 +10,8 @@ class DataError(ValueError):
     distinct from ``ConfigError`` (a bad setting) so ``hpsearch data check`` can report broken or
     missing data per dataset without hiding programming errors.
     """
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

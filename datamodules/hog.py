@@ -147,8 +147,9 @@ class _Buffers:
 
     def __init__(self, plan: _Plan, size: int, dtype: np.dtype) -> None:
         m = plan.chunk * size * size
-        self.g_row = np.zeros((plan.chunk, size, size), dtype)  # borders stay zero
-        self.g_col = np.zeros((plan.chunk, size, size), dtype)
+        # Every element is written for each chunk (borders zeroed there), so no initial zeros.
+        self.g_row = np.empty((plan.chunk, size, size), dtype)
+        self.g_col = np.empty((plan.chunk, size, size), dtype)
         self.a = np.empty(m, dtype)
         self.b = np.empty(m, dtype)
         self.bucket32 = np.empty(m, np.int32)

@@ -23,11 +23,11 @@ import numpy as np
 
 from .base import Splits, TensorDataModule, images_to_tensor, labels_to_tensor, split_train_val
 from .configs import DIGIT_CLASSES, FASHION_CLASSES, IdxConfig
-from .errors import DataError
+from .errors import DataError, one_line
 from .paths import (
     DATA_DIR_ENV,
     atomic_write,
-    fingerprint_bytes,
+    fingerprint_files,
     resolve_cache_dir,
     resolve_data_dir,
 )
@@ -99,8 +99,8 @@ IDX_SPECS: dict[str, IdxSpec] = {
 def gunzipped_cache_path(path: Path) -> Path:
     """Where the decompressed bytes of gzip file ``path`` are kept, keyed by its location,
     size and modification time (a changed file gets a new entry)."""
-    st = path.stat()
-    key = fingerprint_bytes([f"{path.resolve()}\t{st.st_size}\t{st.st_mtime_ns}".encode()])
+    path = path.resolve()
+    key = fingerprint_files(Path(path.anchor), [path])
     return resolve_cache_dir("idx") / f"{path.name.removesuffix('.gz')}-{key}"
 
 
@@ -297,7 +297,7 @@ def _download_first(spec: IdxSpec, urls: list[str], target: Path, timeout: float
         # URLError and socket timeouts are OSErrors; a connection dropped mid-transfer is an
         # http.client.IncompleteRead.
         except (OSError, http.client.HTTPException) as exc:
-            errors.append(f"{url}: {' '.join(str(exc).split()) or type(exc).__name__}")
+            errors.append(f"{url}: {one_line(exc)}")
     raise DataError(
         f"could not download {spec.title} file {target.name} ({'; '.join(errors)}); offline? "
         f"copy the files into {target.parent}, or set {spec.mirror_env} to another mirror"
@@ -329,11 +329,12 @@ def download_idx_dataset(name: str, data_dir: str | Path | None = None) -> tuple
     """
     spec = IDX_SPECS[name]
     root = resolve_data_dir(data_dir)
-    for folder in candidate_dirs(spec, root):
-        if all(_find(folder, stem) for stem in IDX_FILES.values()):
-            return folder, False
-    files = download_idx_files(spec, root / spec.download_subdir)
-    return files["train_images"].parent, True
+    try:
+        # The loaders' own search, so "present" means what they will read.
+        return locate_idx_files(spec, root)["train_images"].parent, False
+    except DataError:
+        files = download_idx_files(spec, root / spec.download_subdir)
+        return files["train_images"].parent, True
 
 
 @dataclass(frozen=True)

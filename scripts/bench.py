@@ -35,10 +35,9 @@ from datamodules import build_datamodule, data_config_from_dict
 from lightning_modules.configs import build_backbone
 from lightning_modules.optim import build_optimizer
 from lightning_modules.presets import PRESETS
-from scripts.config import TrainConfig, train_config_from_sections
+from scripts.config import TrainConfig, preset_sections, train_config_from_sections
 from scripts.leaderboard import atomic_write_text
 from scripts.train import plain_cuda_check, train
-from search_spaces.typed import to_dict
 
 TRAIN_MODELS = ("mlp_784_300_10", "hog_mlp_392_128_10", "cnn_7465")
 PARTS = ("train", "sweep", "hog", "gpu")
@@ -99,13 +98,7 @@ class Figure:
 
 def preset_config(name: str, epochs: int) -> TrainConfig:
     """The training config of lab preset ``name``: its data, model, optimizer and batch size."""
-    preset = PRESETS[name]
-    sections = {
-        "data": {"name": preset.dataset, "batch_size": preset.batch_size, **preset.data},
-        "model": to_dict(preset.model),
-        "optimizer": to_dict(preset.optim),
-    }
-    return train_config_from_sections(sections, max_epochs=epochs, seed=0)
+    return train_config_from_sections(preset_sections(name), max_epochs=epochs, seed=0)
 
 
 def _clocks() -> np.ndarray:
@@ -318,18 +311,24 @@ def timed_sweep(raw: dict[str, Any], results_dir: Path, name: str, data_dir: str
                        int(raw["resources"]["max_concurrent"]))
 
 
+def idle_ray_workers() -> dict[int, float]:
+    """Ray's idle worker processes on this machine (``ray::IDLE``): pid -> CPU seconds used."""
+    import psutil
+
+    return {
+        proc.pid: sum(proc.info["cpu_times"][:2])
+        for proc in psutil.process_iter(["cmdline", "cpu_times"])
+        if (proc.info["cmdline"] or [""])[0].startswith("ray::IDLE") and proc.info["cpu_times"]
+    }
+
+
 def wait_for_idle_workers(count: int, timeout_s: float = 120.0) -> float:
     """Wait until ``count`` of Ray's idle worker processes have stopped using CPU (done
     starting, preloaded modules imported); returns the seconds waited."""
-    import psutil
-
     started = time.perf_counter()
     last: dict[int, float] = {}
     while time.perf_counter() - started < timeout_s:
-        cpu = {}
-        for proc in psutil.process_iter(["cmdline", "cpu_times"]):
-            if (proc.info["cmdline"] or [""])[0].startswith("ray::IDLE") and proc.info["cpu_times"]:
-                cpu[proc.pid] = sum(proc.info["cpu_times"][:2])
+        cpu = idle_ray_workers()
         settled = [pid for pid, t in cpu.items() if pid in last and t - last[pid] < 0.02]
         if len(settled) >= count:
             break

@@ -98,22 +98,16 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace) -> Any:
     import yaml
 
-    from scripts.config import TrainConfig, train_config_from_sections
+    from scripts.config import TrainConfig, preset_sections, train_config_from_sections
     from search_spaces.typed import ConfigError
 
     if args.preset:
         from lightning_modules.presets import PRESETS
-        from search_spaces.typed import to_dict
 
         if args.preset not in PRESETS:
             raise UserError(f"unknown preset '{args.preset}' (see `hpsearch presets`)")
-        preset = PRESETS[args.preset]
-        sections = {
-            "data": {"name": preset.dataset, "batch_size": preset.batch_size, **preset.data},
-            "model": to_dict(preset.model),
-            "optimizer": to_dict(preset.optim),
-        }
-        epochs, seed = preset.epochs, 0
+        sections = preset_sections(args.preset)
+        epochs, seed = PRESETS[args.preset].epochs, 0
     else:
         path = Path(args.config)
         if not path.is_file():

@@ -69,6 +69,18 @@ def train_config_from_sections(
     )
 
 
+def preset_sections(name: str) -> dict[str, Any]:
+    """The ``data``/``model``/``optimizer`` sections of lab preset ``name`` (a known one)."""
+    from lightning_modules.presets import PRESETS
+
+    preset = PRESETS[name]
+    return {
+        "data": {"name": preset.dataset, "batch_size": preset.batch_size, **preset.data},
+        "model": to_dict(preset.model),
+        "optimizer": to_dict(preset.optim),
+    }
+
+
 def check_sections(sections: Mapping[str, Any]) -> None:
     """Validate each section on its own (keys, types, ranges), without checking that the
     model fits the data."""

@@ -24,7 +24,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from datamodules import Splits, TensorDataModule, build_datamodule, data_config_from_dict
+from datamodules import Splits, TensorDataModule, build_datamodule
 from datamodules.configs import data_key
 from search_spaces.schema import SearchSpace
 
@@ -173,20 +173,18 @@ def searched_data_fields(space: SearchSpace) -> list[str]:
     return [p.path for p in space.search if p.section == "data" and p.key != "batch_size"]
 
 
-def ship_data(space: SearchSpace, data_dir: str | None) -> DataHandle:
-    """Decode the space's dataset here and put it in the object store.
+def ship_data(dm: TensorDataModule) -> DataHandle:
+    """Put the decoded tensors of ``dm`` (set up here, in the driver) in the object store.
 
     Trials whose drawn values change the data (a searched ``data.val_size``, say) get other
-    tensors than the shipped ones and read their files from ``data_dir`` instead, which must
-    then exist on every node (see :func:`trial_datamodule`).
+    tensors than the shipped ones and read their files from the data directory instead,
+    which must then exist on every node (see :func:`trial_datamodule`).
     """
     import ray
 
-    cfg = data_config_from_dict(space.fixed("data"), "data")
-    dm = build_datamodule(cfg, data_dir)
     dm.setup("fit")
     arrays = {name: getattr(dm, name).numpy() for name in Splits._fields}
-    shipped = ShippedData(key=data_key(cfg), arrays=arrays)
+    shipped = ShippedData(key=data_key(dm.cfg), arrays=arrays)
     return DataHandle(ref=ray.put(shipped), key=shipped.key, nbytes=shipped.nbytes)
 
 
@@ -215,7 +213,7 @@ def trial_datamodule(
 # ---------------------------------------------------------------------------------------
 
 
-def _node_id() -> str:
+def current_node_id() -> str:
     import ray
 
     try:
@@ -238,7 +236,7 @@ def _make_ddp_reporter(params: Mapping[str, Any], cfg: Any) -> pl.Callback:
         def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
             from scripts.sweep import _device_name
 
-            mine = (socket.gethostname(), _node_id(), _device_name())
+            mine = (socket.gethostname(), current_node_id(), _device_name())
             everyone: list[Any] = [None] * trainer.world_size
             torch.distributed.all_gather_object(everyone, mine)
             self.placement = {
@@ -270,7 +268,7 @@ def _ddp_worker(loop_config: dict[str, Any]) -> None:
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
     from ray.train.torch import get_device
 
-    from scripts.train import EpochHistory, build_module
+    from scripts.train import EpochHistory, build_module, plain_cuda_check
     from scripts.trial_space import sampled_params, trial_config
 
     space: SearchSpace = loop_config["space"]
@@ -301,7 +299,8 @@ def _ddp_worker(loop_config: dict[str, Any]) -> None:
         callbacks=[EpochHistory(space.objective.metric, space.objective.mode), reporter],
         deterministic=False,
     )
-    prepare_trainer(trainer).fit(module, datamodule=dm)
+    with plain_cuda_check():  # as in train(): no NVML probe at every optimizer step
+        prepare_trainer(trainer).fit(module, datamodule=dm)
 
 
 def run_ddp_trial(

@@ -22,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 from ray import tune
 
+from datamodules import TensorDataModule
 from datamodules.paths import resolve_data_dir
 from scripts.config import TrainConfig
 from scripts.distributed import (
@@ -30,6 +31,7 @@ from scripts.distributed import (
     check_placement,
     cluster_summary,
     connect,
+    current_node_id,
     default_max_concurrent,
     run_ddp_trial,
     searched_data_fields,
@@ -99,12 +101,9 @@ class TuneReporter(pl.Callback):
             # Tune's own timestamp is in whole seconds; `hpsearch bench` needs trial timelines.
             "reported_at": time.time(),
         }
-        try:
-            import ray
-
-            metrics["node_id"] = ray.get_runtime_context().get_node_id()
-        except Exception:  # noqa: BLE001 - placement info is best effort
-            pass
+        node_id = current_node_id()
+        if node_id:
+            metrics["node_id"] = node_id
         self._report(trainer, metrics, history.improved)
 
     def state_dict(self) -> dict[str, Any]:
@@ -318,14 +317,15 @@ def ray_system_config() -> dict[str, Any]:
     }
 
 
-def init_ray(address: str | None) -> None:
-    """Join the cluster at ``address`` (``auto``, ``ray://…``) or start a local Ray."""
+def init_ray(address: str | None) -> bool:
+    """Join the cluster at ``address`` (``auto``, ``ray://…``; default ``$RAY_ADDRESS``) or
+    start a local Ray; returns whether this sweep runs on a cluster it joined."""
     import ray
 
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return bool(address)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if address:
         connect(address)
     else:
@@ -333,6 +333,7 @@ def init_ray(address: str | None) -> None:
         os.environ.setdefault("PL_DISABLE_FORK", "1")
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
                  _system_config=ray_system_config())
+    return bool(address)
 
 
 @contextlib.contextmanager
@@ -433,13 +434,14 @@ def prepare_experiment(
     return space, exp_dir, meta
 
 
-def check_data(space: SearchSpace, data_dir: str) -> None:
+def load_data(space: SearchSpace, data_dir: str) -> TensorDataModule:
     """Load the space's dataset once in the driver, so a missing or corrupt file is one clear
-    error before any experiment folder or trial exists (the load is cached for later)."""
+    error before any experiment folder or trial exists; shipped to the trials from here."""
     from datamodules import build_datamodule, data_config_from_dict
 
-    cfg = data_config_from_dict(space.fixed("data"), "data")
-    build_datamodule(cfg, data_dir).setup("fit")
+    dm = build_datamodule(data_config_from_dict(space.fixed("data"), "data"), data_dir)
+    dm.setup("fit")
+    return dm
 
 
 def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) -> SweepOutcome:
@@ -450,7 +452,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     check_placement(space)
     # Absolute, since trials run in other working directories.
     data_dir = str(resolve_data_dir(opts.data_dir))
-    check_data(space, data_dir)
+    datamodule = load_data(space, data_dir)
     space, exp_dir, meta = prepare_experiment(space, raw, opts)
     # Save Tune's experiment state at every step: a killed driver then loses no finished
     # trial on --resume. The state of these sweeps is a few kB, so this costs little.
@@ -458,15 +460,14 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
         # ...and do not warn about it every few seconds.
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    init_ray(opts.address)
-    joined = bool(opts.address or os.environ.get("RAY_ADDRESS"))
+    joined = init_ray(opts.address)
     ship = opts.ship_data
     if ship is None:
         # A cluster's nodes may have no data directory: ship the decoded data to them. On one
         # machine shipping spares each trial process its own decode (and copy) of the data,
         # unless the trials' drawn values change the tensors anyway.
         ship = joined or not searched_data_fields(space)
-    data = ship_data(space, data_dir) if ship else None
+    data = ship_data(datamodule) if ship else None
     ray_path = ray_experiment_path(exp_dir, meta)
     storage_path = ray_path.rsplit("/", 1)[0]
     trainable = _trainable(space, data_dir, data, f"{storage_path}/train")

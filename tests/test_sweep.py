@@ -212,16 +212,14 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path):
 WARM_WORKERS_SCRIPT = """
 import json, sys
 from pathlib import Path
-import psutil
-from scripts.bench import wait_for_idle_workers
+from scripts.bench import idle_ray_workers, wait_for_idle_workers
 from scripts.sweep import SweepOptions, init_ray, run_sweep
 from search_spaces.schema import parse_space
 
 raw = json.loads(sys.argv[1])
 init_ray(None)
 wait_for_idle_workers(2)
-warm = {p.pid: "pytorch_lightning" in " ".join(p.cmdline()) or None
-        for p in psutil.process_iter() if (p.cmdline() or [""])[0].startswith("ray::IDLE")}
+warm = list(idle_ray_workers())
 outcome = run_sweep(parse_space(raw, "warm.yaml"), raw, SweepOptions(
     results_dir=Path(sys.argv[2]), data_dir=sys.argv[3], verbose=False))
 results = [json.loads(line) for path in (outcome.exp_dir / "ray").rglob("result.json")
