@@ -21,7 +21,7 @@ from typing import BinaryIO, Literal
 
 import numpy as np
 
-from .base import Splits, TensorDataModule, images_to_tensor, labels_to_tensor, split_train_val
+from .base import Splits, TensorDataModule, labels_to_tensor, pixel_tensor, split_train_val
 from .configs import DIGIT_CLASSES, FASHION_CLASSES, IdxConfig
 from .errors import DataError, one_line
 from .paths import (
@@ -377,7 +377,7 @@ def load_idx_images(name: str, data_dir: str | Path | None = None) -> np.ndarray
 
 
 class IdxDataModule(TensorDataModule):
-    """MNIST or Fashion-MNIST (``cfg.name``) as (N, 1, 28, 28) float32 images in [0, 1]."""
+    """MNIST or Fashion-MNIST (``cfg.name``) as (N, 1, 28, 28) uint8 pixels."""
 
     cfg: IdxConfig
 
@@ -396,13 +396,12 @@ class IdxDataModule(TensorDataModule):
             self.cfg.split_seed,
             what=f" in {raw.files['train_images']}",
         )
-        # Split the uint8 images before converting them: a quarter of the bytes to gather.
         images, labels = raw.train_images, raw.train_labels
         return Splits(
-            images_to_tensor(images[train_idx]),
+            pixel_tensor(images[train_idx]),
             labels_to_tensor(labels[train_idx]),
-            images_to_tensor(images[val_idx]),
+            pixel_tensor(images[val_idx]),
             labels_to_tensor(labels[val_idx]),
-            images_to_tensor(raw.test_images),
+            pixel_tensor(raw.test_images),
             labels_to_tensor(raw.test_labels),
         )

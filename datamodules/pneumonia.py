@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import Splits, TensorDataModule, images_to_tensor, labels_to_tensor
+from .base import Splits, TensorDataModule, labels_to_tensor, pixel_tensor
+from .batches import model_inputs
 from .configs import PneumoniaConfig
 from .errors import DataError
 from .paths import DATA_DIR_ENV, atomic_write, fingerprint_files, resolve_cache_dir
@@ -136,9 +137,11 @@ def load_npz(path: Path) -> dict[str, RawSplit]:
 
 
 def resize_images(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, 1, h, w) float images -> (N, 1, size, size), antialiased when shrinking."""
+    """(N, 1, h, w) images -> (N, 1, size, size), antialiased when shrinking: the pixels as
+    they are when already of that size, else float32 in [0, 1]."""
     if x.shape[-2:] == (size, size):
         return x
+    x = model_inputs(x)
     shrink = size < min(x.shape[-2:])
     out = F.interpolate(
         x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
@@ -252,7 +255,8 @@ def stratified_split(
 
 
 class PneumoniaDataModule(TensorDataModule):
-    """Chest X-rays as (N, 1, S, S) float32 in [0, 1]; label 0 normal, 1 pneumonia.
+    """Chest X-rays as (N, 1, S, S) images (uint8 pixels, or float32 in [0, 1] when resized
+    from the .npz); label 0 normal, 1 pneumonia.
 
     ``pos_weight`` and ``class_weights`` come from the training labels (loading the data if
     needed) for ``BCEWithLogitsLoss(pos_weight=...)`` and ``CrossEntropyLoss(weight=...)``.
@@ -274,7 +278,7 @@ class PneumoniaDataModule(TensorDataModule):
             raw = load_npz(path)
 
             def images(split: str) -> torch.Tensor:
-                return resize_images(images_to_tensor(raw[split][0]), size)
+                return resize_images(pixel_tensor(raw[split][0]), size)
 
             return Splits(
                 images("train"),
@@ -289,13 +293,13 @@ class PneumoniaDataModule(TensorDataModule):
         train_idx, val_idx = stratified_split(
             train_labels, self.cfg.val_fraction, self.cfg.split_seed, path / "train"
         )
-        x, y = images_to_tensor(train_images), labels_to_tensor(train_labels)
+        x, y = pixel_tensor(train_images), labels_to_tensor(train_labels)
         return Splits(
             x[train_idx],
             y[train_idx],
             x[val_idx],
             y[val_idx],
-            images_to_tensor(raw["test"][0]),
+            pixel_tensor(raw["test"][0]),
             labels_to_tensor(raw["test"][1]),
         )
 

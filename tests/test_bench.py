@@ -7,10 +7,33 @@ import io
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from scripts.bench import Figure, SweepTiming, TrialSpan, format_csv, format_table, trial_spans
+from scripts.bench import (
+    Figure,
+    SweepTiming,
+    TrialSpan,
+    format_csv,
+    format_table,
+    training_figure,
+    trial_spans,
+)
+
+
+def test_training_figure_takes_medians_of_paired_epochs() -> None:
+    # Columns: wall, CPU seconds. One disturbed epoch on each side does not move the medians.
+    ours = np.array([[1.0, 1.0], [1.1, 1.0], [3.0, 1.2], [1.2, 1.1]])
+    ref = np.array([[1.0, 0.9], [0.4, 0.4], [1.0, 1.0], [1.0, 1.0]])
+    dm = SimpleNamespace(train_x=range(50), val_x=range(10))
+    figure = training_figure("mlp", dm, "cpu", ours, ref)
+    assert (figure.ours, figure.baseline) == pytest.approx((1.15, 1.0))
+    assert figure.ratio == pytest.approx(1.15) and figure.met
+    assert figure.item == "mlp epoch (50 train + 10 val images)"
+    assert "median of 4" in figure.note and "ratios 1 to 3" in figure.note
+    assert not training_figure("mlp", dm, "cpu", ours * 1.2, ref).met
 
 
 def test_sweep_efficiency_and_lost_slot_time() -> None:

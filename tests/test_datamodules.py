@@ -115,8 +115,8 @@ def write_idx_arrays(folder: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def source_index(x: torch.Tensor) -> np.ndarray:
-    """Indices of the synthetic source images that the (N, 1, 28, 28) tensor ``x`` holds."""
-    return (x[:, 0, MARK[0], MARK[1]] * 255).round().long().numpy()
+    """Indices of the synthetic source images that the (N, 1, 28, 28) pixels ``x`` hold."""
+    return x[:, 0, MARK[0], MARK[1]].long().numpy()
 
 
 def mnist_dm(data_dir: Path, **cfg) -> IdxDataModule:
@@ -218,11 +218,9 @@ def test_mnist_split_sizes_shapes_and_pixel_scaling(mnist_dir) -> None:
         (dm.val_x, dm.val_y, val_idx, "train"),
         (dm.test_x, dm.test_y, np.arange(N_TEST), "test"),
     ):
-        assert x.dtype == torch.float32 and x.shape[1:] == (1, 28, 28)
+        assert x.dtype == torch.uint8 and x.shape[1:] == (1, 28, 28)
         assert y.dtype == torch.int64
-        assert 0.0 <= x.min() and x.max() <= 1.0
-        expected = arrays[f"{split}_images"][idx].astype(np.float32) / np.float32(255)
-        np.testing.assert_array_equal(x[:, 0].numpy(), expected)
+        np.testing.assert_array_equal(x[:, 0].numpy(), arrays[f"{split}_images"][idx])
         np.testing.assert_array_equal(y.numpy(), arrays[f"{split}_labels"][idx])
 
 
@@ -253,8 +251,7 @@ def test_fashion_mnist_uses_the_same_reader_and_its_own_folder(tmp_path: Path) -
     fashion = make_idx_dataset(root / "fashion-mnist", seed=1)
     dm = mnist_dm(root, name="fashion_mnist")
     assert dm.class_names == FASHION_CLASSES and dm.num_classes == 10
-    test_x = dm.test_x[:, 0].numpy()
-    np.testing.assert_array_equal(test_x, fashion["test_images"] / np.float32(255))
+    np.testing.assert_array_equal(dm.test_x[:, 0].numpy(), fashion["test_images"])
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
@@ -460,7 +457,7 @@ def test_pneumonia_npz_splits_labels_and_class_weights(tmp_path: Path) -> None:
     assert {s: dm.class_counts(s) for s in ("train", "val", "test")} == {
         s: list(c) for s, c in NPZ_SIZES.items()
     }
-    np.testing.assert_array_equal(dm.train_x[:, 0].numpy(), train_images / np.float32(255))
+    np.testing.assert_array_equal(dm.train_x[:, 0].numpy(), train_images)
     assert dm.pos_weight == pytest.approx(6 / 14)
     assert dm.class_weights == pytest.approx((20 / 12, 20 / 28))
 
@@ -482,7 +479,7 @@ def test_pneumonia_folder_stratified_validation_from_train(tmp_path: Path) -> No
     make_chest_xray(tmp_path, counts)
     make_npz(tmp_path / "pneumoniamnist.npz", NPZ_SIZES)  # "auto" prefers the folder
     dm = folder_dm(tmp_path, val_fraction=0.25)
-    assert dm.train_x.shape[1:] == (1, 16, 16) and dm.train_x.dtype == torch.float32
+    assert dm.train_x.shape[1:] == (1, 16, 16) and dm.train_x.dtype == torch.uint8
     # Kaggle's 2-image val/ folder is ignored; a quarter of train/ is carved out, stratified.
     assert dm.class_counts("val") == [2, 6]
     assert dm.class_counts("train") == [6, 18]
@@ -510,7 +507,7 @@ def test_pneumonia_folder_images_are_gray_and_stretched(tmp_path: Path) -> None:
             for i in range(10):
                 write_image(split_dir / split / cls / f"x{i}.png", rgb)
     dm = folder_dm(tmp_path)
-    img = dm.test_x[0, 0].numpy() * 255
+    img = dm.test_x[0, 0].numpy().astype(np.float64)
     assert img.shape == (16, 16)
     # Stretched, not cropped: both halves survive at their gray levels.
     np.testing.assert_allclose(img[:, :7], 76, atol=1.5)
@@ -894,6 +891,27 @@ def test_batches_shard_disjointly_across_ranks() -> None:
     assert len(set(sum(shards, []))) == 9
 
 
+def test_batches_scale_pixels_to_float_and_keep_float_inputs() -> None:
+    values = [0, 51, 255]
+    pixels = torch.tensor(values, dtype=torch.uint8).reshape(3, 1, 1, 1)
+    for shuffle in (False, True):
+        xb, yb = next(iter(TensorBatches(pixels, torch.arange(3), 3, shuffle=shuffle)))
+        assert xb.dtype == torch.float32 and xb.shape == (3, 1, 1, 1)
+        assert xb.flatten().tolist() == pytest.approx([values[i] / 255 for i in yb.tolist()])
+    features = torch.tensor([[0.5], [-2.0]])
+    xb, _ = next(iter(TensorBatches(features, torch.arange(2), 2)))
+    assert torch.equal(xb, features)
+
+
+def test_datamodule_batches_are_the_decoded_images_in_0_1(mnist_dir) -> None:
+    root, arrays = mnist_dir
+    dm = mnist_dm(root, batch_size=16)
+    images = torch.cat([xb for xb, _ in dm.test_dataloader()])
+    assert images.dtype == torch.float32
+    np.testing.assert_array_equal(images[:, 0].numpy(),
+                                  arrays["test_images"] / np.float32(255))
+
+
 def test_datamodule_loaders_shuffle_train_only(mnist_dir) -> None:
     root, _ = mnist_dir
     dm = mnist_dm(root, batch_size=16)
@@ -916,8 +934,8 @@ def test_real_idx_datasets(real_data_dir: Path, name: str) -> None:
     dm = build_datamodule(IdxConfig(name=name), data_dir=real_data_dir)
     dm.setup()
     assert dm.split_sizes() == {"train": 50_000, "val": 10_000, "test": 10_000}
-    assert dm.train_x.shape == (50_000, 1, 28, 28) and dm.train_x.dtype == torch.float32
-    assert dm.train_x.min() == 0.0 and dm.train_x.max() == 1.0
+    assert dm.train_x.shape == (50_000, 1, 28, 28) and dm.train_x.dtype == torch.uint8
+    assert dm.train_x.min() == 0 and dm.train_x.max() == 255
     assert sum(dm.class_counts("test")) == 10_000
     if name == "fashion_mnist":
         assert dm.class_names == FASHION_CLASSES
