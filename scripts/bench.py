@@ -15,14 +15,13 @@ asserted, so a slow or busy machine never fails a build.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -293,29 +292,16 @@ class SweepTiming:
         return float(np.mean(lost)) if lost else float("nan")
 
 
-@contextlib.contextmanager
-def _restored_environ() -> Iterator[None]:
-    # run_sweep sets Tune's environment variables for the whole process; the baseline after
-    # it must see Ray Tune's defaults.
-    saved = dict(os.environ)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def timed_sweep(raw: dict[str, Any], results_dir: Path, name: str, data_dir: str | None,
                 tune_defaults: bool = False) -> SweepTiming:
-    from scripts.sweep import SweepOptions, run_sweep
+    from scripts.sweep import SweepOptions, environ_defaults, run_sweep
     from search_spaces.schema import parse_space
 
     space = parse_space(raw, "bench")
     opts = SweepOptions(results_dir=results_dir, name=name, data_dir=data_dir, verbose=False,
                         tune_defaults=tune_defaults)
-    with _restored_environ():
-        # Only a warning threshold: Tune's defaults with num_to_keep=1 warn every few seconds.
-        os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
+    # Only a warning threshold: Tune's defaults with num_to_keep=1 warn every few seconds.
+    with environ_defaults({"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}):
         started = time.perf_counter()
         outcome = run_sweep(space, raw, opts)
         wall = time.perf_counter() - started

@@ -360,6 +360,28 @@ def warm_trial_workers() -> Iterator[None]:
         defaults.update(saved)
 
 
+# Save Tune's experiment state at every step: a killed driver then loses no finished trial on
+# --resume. The state of these sweeps is a few kB, so this costs little; and do not warn
+# about it every few seconds. Tune reads both when a fit starts.
+TUNE_SETTINGS = {
+    "TUNE_GLOBAL_CHECKPOINT_S": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+
+
+@contextlib.contextmanager
+def environ_defaults(values: Mapping[str, str]) -> Iterator[None]:
+    """Set the environment variables of ``values`` that are not set yet, inside the block only
+    (a user's own setting wins, and a notebook's later sweeps start from its environment)."""
+    added = [name for name in values if name not in os.environ]
+    os.environ.update({name: values[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 @dataclass
 class SweepOutcome:
     exp_dir: Path
@@ -454,12 +476,6 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     data_dir = str(resolve_data_dir(opts.data_dir))
     datamodule = load_data(space, data_dir)
     space, exp_dir, meta = prepare_experiment(space, raw, opts)
-    # Save Tune's experiment state at every step: a killed driver then loses no finished
-    # trial on --resume. The state of these sweeps is a few kB, so this costs little.
-    if not opts.tune_defaults:
-        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
-        # ...and do not warn about it every few seconds.
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     joined = init_ray(opts.address)
     ship = opts.ship_data
     if ship is None:
@@ -512,7 +528,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     interrupted = False
     warm = contextlib.nullcontext() if joined or opts.tune_defaults else warm_trial_workers()
     try:
-        with warm:
+        with warm, environ_defaults({} if opts.tune_defaults else TUNE_SETTINGS):
             tuner.fit()
     except KeyboardInterrupt:
         interrupted = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -12,7 +13,13 @@ import pytest
 import yaml
 
 from scripts.leaderboard import atomic_write_json
-from scripts.sweep import SweepOptions, apply_overrides, space_from_meta, sweep_meta
+from scripts.sweep import (
+    SweepOptions,
+    apply_overrides,
+    environ_defaults,
+    space_from_meta,
+    sweep_meta,
+)
 from scripts.trial_space import define_by_run, flat_point, sampled_params, trial_config
 from search_spaces.schema import builtin_spaces, load_space, parse_space
 from search_spaces.typed import ConfigError
@@ -227,3 +234,14 @@ def test_stored_sweep_metadata_gives_back_the_same_space(path: Path, tmp_path: P
     atomic_write_json(tmp_path / "sweep.json", sweep_meta(space, raw, opts, "x"))
     restored = space_from_meta(json.loads((tmp_path / "sweep.json").read_text()))
     assert restored == space
+
+
+def test_tune_settings_hold_inside_the_block_only_and_yield_to_the_user_s(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.delenv("HPSEARCH_TEST_A", raising=False)
+    monkeypatch.setenv("HPSEARCH_TEST_B", "user")
+    with environ_defaults({"HPSEARCH_TEST_A": "0", "HPSEARCH_TEST_B": "0"}):
+        assert os.environ["HPSEARCH_TEST_A"] == "0"
+        assert os.environ["HPSEARCH_TEST_B"] == "user"
+    assert "HPSEARCH_TEST_A" not in os.environ and os.environ["HPSEARCH_TEST_B"] == "user"

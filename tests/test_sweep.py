@@ -88,6 +88,8 @@ def test_sweep_records_completed_early_stopped_and_errored_trials(tiny_sweep):
         best["model.hidden"])
     assert best["param_count"] == 784 * 64 + 64 + 64 * 10 + 10
     assert (outcome.exp_dir / "optuna.log").is_file()
+    # Tune's settings for the sweep were scoped to its fit, not left in the process.
+    assert "TUNE_GLOBAL_CHECKPOINT_S" not in os.environ
 
     # The CSV rebuilt from Ray's experiment folder holds the same trials and results.
     written = board.copy()
