@@ -7,7 +7,9 @@ import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -382,6 +384,37 @@ def environ_defaults(values: Mapping[str, str]) -> Iterator[None]:
             os.environ.pop(name, None)
 
 
+# Tune snapshots its state into a staging folder (each file written under a temporary name,
+# then renamed) while a background thread copies the previous snapshot to the experiment
+# folder; when the copy lists a temporary file that the rename then removes, Ray logs the
+# failed copy with a traceback at the next snapshot. That copy is repeated in full by the
+# next one, so nothing is lost: such a message is noise for the user.
+_SNAPSHOT_RACE = re.compile(
+    r"Last sync command failed.*FileNotFoundError.*Failed to open local file "
+    r"'[^']*/[^/']*tmp-[^/']*'", re.DOTALL)
+RAY_SYNCER_LOGGER = "ray.train._internal.syncer"
+
+
+class SnapshotRaceFilter(logging.Filter):
+    """Drops Ray's report of a snapshot copy that raced with the next snapshot (see above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _SNAPSHOT_RACE.search(record.getMessage())
+
+
+@contextlib.contextmanager
+def tune_settings(tune_defaults: bool) -> Iterator[None]:
+    """hpsearch's Tune settings (:data:`TUNE_SETTINGS`) and log filter, during a fit."""
+    logger = logging.getLogger(RAY_SYNCER_LOGGER)
+    race_filter = SnapshotRaceFilter()
+    logger.addFilter(race_filter)
+    try:
+        with environ_defaults({} if tune_defaults else TUNE_SETTINGS):
+            yield
+    finally:
+        logger.removeFilter(race_filter)
+
+
 @dataclass
 class SweepOutcome:
     exp_dir: Path
@@ -528,7 +561,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     interrupted = False
     warm = contextlib.nullcontext() if joined or opts.tune_defaults else warm_trial_workers()
     try:
-        with warm, environ_defaults({} if opts.tune_defaults else TUNE_SETTINGS):
+        with warm, tune_settings(opts.tune_defaults):
             tuner.fit()
     except KeyboardInterrupt:
         interrupted = True

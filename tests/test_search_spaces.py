@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -14,6 +15,8 @@ import yaml
 
 from scripts.leaderboard import atomic_write_json
 from scripts.sweep import (
+    RAY_SYNCER_LOGGER,
+    SnapshotRaceFilter,
     SweepOptions,
     apply_overrides,
     environ_defaults,
@@ -245,3 +248,23 @@ def test_tune_settings_hold_inside_the_block_only_and_yield_to_the_user_s(
         assert os.environ["HPSEARCH_TEST_A"] == "0"
         assert os.environ["HPSEARCH_TEST_B"] == "user"
     assert "HPSEARCH_TEST_A" not in os.environ and os.environ["HPSEARCH_TEST_B"] == "user"
+
+
+def test_only_ray_s_report_of_a_snapshot_copy_race_is_dropped():
+    from ray.train._internal import syncer
+
+    assert syncer.logger.name == RAY_SYNCER_LOGGER  # the logger the filter is put on
+
+    def record(error: str) -> logging.LogRecord:
+        message = ("Last sync command failed with the following error:\nTraceback (most recent "
+                   f"call last):\n  ...\n{error}")
+        return logging.LogRecord(RAY_SYNCER_LOGGER, logging.WARNING, "syncer.py", 1, message,
+                                 None, None)
+
+    race = ("FileNotFoundError: [Errno 2] Failed to open local file '/tmp/ray/session_1/"
+            "artifacts/x/ray/driver_artifacts/.2c91-tmp-searcher-state-2026.pkl'. Detail: "
+            "[errno 2] No such file or directory")
+    assert not SnapshotRaceFilter().filter(record(race))
+    lost = race.replace(".2c91-tmp-searcher-state-2026.pkl", "experiment_state-2026.json")
+    assert SnapshotRaceFilter().filter(record(lost))
+    assert SnapshotRaceFilter().filter(record("PermissionError: [Errno 13] Permission denied"))
