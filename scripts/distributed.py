@@ -141,9 +141,8 @@ def default_max_concurrent(space: SearchSpace, summary: Mapping[str, Any]) -> in
 @dataclass(frozen=True)
 class ShippedData:
     """A decoded dataset: the six split tensors as numpy arrays (Ray hands numpy arrays out
-    of the object store without copying), and the config fields they were decoded with."""
+    of the object store without copying)."""
 
-    key: tuple[tuple[str, Any], ...]
     arrays: dict[str, np.ndarray]
 
     @property
@@ -153,7 +152,8 @@ class ShippedData:
 
 @dataclass(frozen=True)
 class DataHandle:
-    """What trials receive: a reference to the :class:`ShippedData` in the object store.
+    """What trials receive: a reference to the :class:`ShippedData` in the object store and
+    the data config fields it was decoded with (``key``), checked without fetching it.
 
     Passing the reference (not the data) lets a data-parallel trial forward it to its
     workers, which then read the one stored copy instead of a re-serialized one."""
@@ -184,8 +184,8 @@ def ship_data(dm: TensorDataModule) -> DataHandle:
 
     dm.setup("fit")
     arrays = {name: getattr(dm, name).numpy() for name in Splits._fields}
-    shipped = ShippedData(key=data_key(dm.cfg), arrays=arrays)
-    return DataHandle(ref=ray.put(shipped), key=shipped.key, nbytes=shipped.nbytes)
+    shipped = ShippedData(arrays=arrays)
+    return DataHandle(ref=ray.put(shipped), key=data_key(dm.cfg), nbytes=shipped.nbytes)
 
 
 def trial_datamodule(
