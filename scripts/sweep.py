@@ -10,12 +10,14 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,7 @@ from scripts.leaderboard import (
 )
 from scripts.train import EpochHistory, train
 from scripts.trial_space import define_by_run, flat_point, sampled_params, trial_config
-from search_spaces.schema import SearchSpace, parse_space
+from search_spaces.schema import Budget, SearchSpace, parse_space
 from search_spaces.typed import ConfigError
 
 # ---------------------------------------------------------------------------------------
@@ -73,11 +75,86 @@ def _device_name() -> str:
     return "cpu"
 
 
+def decision_epochs(budget: Budget) -> frozenset[int]:
+    """The epochs at which the sweep's ASHA scheduler (:func:`make_scheduler`) may stop a
+    trial: its rungs, ``grace_period * reduction_factor**k`` up to ``max_epochs``. At any
+    other epoch it lets the trial continue, whatever the trial reports."""
+    epochs, epoch = set(), budget.grace_period
+    while epoch <= budget.max_epochs:
+        epochs.add(epoch)
+        epoch *= budget.reduction_factor
+    return frozenset(epochs)
+
+
+def make_scheduler(space: SearchSpace) -> Any:
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=space.budget.max_epochs,
+        grace_period=space.budget.grace_period,
+        reduction_factor=space.budget.reduction_factor,
+    )
+
+
+class ReportSender:
+    """Sends a trial's reports to Tune from a background thread, in order, one at a time.
+
+    ``tune.report`` returns only once the driver has processed the report (and its
+    checkpoint) and asked the trial for the next one: 40-50 ms per epoch here, in which the
+    trial's slot would sit idle. Where the scheduler cannot stop the trial anyway, training
+    goes on meanwhile (``wait=False``); where it may, the trial waits for its decision."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def send(self, deliver: Callable[[], None], wait: bool) -> None:
+        """Run ``deliver`` (which calls ``tune.report``) after the report before it; with
+        ``wait``, return once it has returned."""
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(deliver,), daemon=True,
+                                        name="hpsearch-tune-report")
+        self._thread.start()
+        if wait:
+            self.wait()
+
+    def _run(self, deliver: Callable[[], None]) -> None:
+        try:
+            deliver()
+        except BaseException as exc:  # noqa: BLE001 - handed to the training thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        """Return once the report in flight (if any) is delivered, raising what it raised:
+        Tune's signal to stop the trial is a ``SystemExit`` raised in ``tune.report``, which
+        then ends the training thread as it would have without this sender."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
+def _deliver_report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+    try:
+        checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+        tune.report(metrics, checkpoint=checkpoint)  # copies the checkpoint into Tune's storage
+    finally:
+        if checkpoint_dir:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
 class TuneReporter(pl.Callback):
     """Reports every epoch to Tune; saves a checkpoint only when the objective improved,
-    so the trial's latest checkpoint is always its best one."""
+    so the trial's latest checkpoint is always its best one.
 
-    def __init__(self, params: Mapping[str, Any], cfg: TrainConfig) -> None:
+    Reports go through a :class:`ReportSender`: training waits for the driver only at the
+    ``decision_epochs`` (where the scheduler may stop the trial) and at the end of ``fit``."""
+
+    def __init__(self, params: Mapping[str, Any], cfg: TrainConfig,
+                 decision_epochs: frozenset[int] = frozenset()) -> None:
         self.static = {
             "params": dict(params),
             "config_json": cfg.to_json(),
@@ -85,6 +162,8 @@ class TuneReporter(pl.Callback):
             "node": socket.gethostname(),
         }
         self.best_snapshot: dict[str, float] = {}
+        self.decision_epochs = decision_epochs
+        self.sender = ReportSender()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         history = next(cb for cb in trainer.callbacks if isinstance(cb, EpochHistory))
@@ -108,6 +187,16 @@ class TuneReporter(pl.Callback):
             metrics["node_id"] = node_id
         self._report(trainer, metrics, history.improved)
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.sender.wait()  # the last report is delivered before the trial function returns
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
+        # Deliver the epoch reported before the failure, so the trial's results keep it;
+        # the exception being raised is what the trial ends with.
+        with contextlib.suppress(BaseException):
+            self.sender.wait()
+
     def state_dict(self) -> dict[str, Any]:
         return {"best_snapshot": self.best_snapshot}
 
@@ -116,12 +205,13 @@ class TuneReporter(pl.Callback):
 
     def _report(self, trainer: pl.Trainer, metrics: dict[str, Any], improved: bool) -> None:
         # Overridden by the data-parallel trial, whose workers report to Ray Train instead.
-        if not improved:
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            trainer.save_checkpoint(os.path.join(tmp, "model.ckpt"))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        checkpoint_dir = None
+        if improved:
+            # Saved now, in the training thread: the weights of this epoch.
+            checkpoint_dir = tempfile.mkdtemp(prefix="hpsearch-checkpoint-")
+            trainer.save_checkpoint(os.path.join(checkpoint_dir, "model.ckpt"))
+        self.sender.send(functools.partial(_deliver_report, metrics, checkpoint_dir),
+                         wait=metrics["epoch"] in self.decision_epochs)
 
 
 def run_trial(
@@ -139,7 +229,7 @@ def run_trial(
     params = sampled_params(space, config)
     cfg = trial_config(space, params)  # an infeasible draw raises here: the trial errors
     datamodule, source = trial_datamodule(cfg.data, data_dir, data)
-    reporter = TuneReporter(params, cfg)
+    reporter = TuneReporter(params, cfg, decision_epochs(space.budget))
     reporter.static["data"] = source
     # A trial that Tune restarts (--resume, a lost node) continues from its last checkpoint,
     # its best epoch so far, instead of training from scratch under the same trial.
@@ -501,8 +591,6 @@ def load_data(space: SearchSpace, data_dir: str) -> TensorDataModule:
 
 def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) -> SweepOutcome:
     """Run (or resume) the sweep described by ``space`` and return where its results are."""
-    from ray.tune.schedulers import ASHAScheduler
-
     space = apply_overrides(space, opts)
     check_placement(space)
     # Absolute, since trials run in other working directories.
@@ -536,12 +624,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=_searcher(space, exp_dir, meta["study_name"]),
-                scheduler=ASHAScheduler(
-                    time_attr="epoch",
-                    max_t=space.budget.max_epochs,
-                    grace_period=space.budget.grace_period,
-                    reduction_factor=space.budget.reduction_factor,
-                ),
+                scheduler=make_scheduler(space),
                 metric=space.objective.metric,
                 mode=space.objective.mode,
                 num_samples=space.budget.num_samples,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -72,6 +74,27 @@ def real_subsets_dir(real_data_dir: Path, tmp_path_factory: pytest.TempPathFacto
     (root / "pneumoniamnist").mkdir()
     np.savez(root / "pneumoniamnist" / "pneumoniamnist.npz", **arrays)
     return root
+
+
+def _synthetic_mnist_datamodule() -> Any:
+    import torch
+
+    from datamodules import Splits, build_datamodule, data_config_from_dict
+
+    cfg = data_config_from_dict({"name": "mnist", "val_size": 16, "batch_size": 16}, "data")
+    dm = build_datamodule(cfg, None)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
+    for name, tensor in zip(Splits._fields, (x[:48], y[:48], x[48:], y[48:], x[48:], y[48:]),
+                            strict=True):
+        setattr(dm, name, tensor)
+    return dm
+
+
+@pytest.fixture
+def synthetic_mnist() -> Callable[[], Any]:
+    """Makes a fresh MNIST datamodule holding 64 random 28x28 images (48 train, 16 val)."""
+    return _synthetic_mnist_datamodule
 
 
 @pytest.fixture(scope="session")

@@ -491,20 +491,9 @@ class _CheckpointEachEpoch(pl.Callback):
         trainer.save_checkpoint(self.folder / f"epoch{trainer.current_epoch + 1}.ckpt")
 
 
-def _synthetic_mnist_datamodule() -> Any:
-    from datamodules import Splits, build_datamodule, data_config_from_dict
-
-    cfg = data_config_from_dict({"name": "mnist", "val_size": 16, "batch_size": 16}, "data")
-    dm = build_datamodule(cfg, None)
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
-    for name, tensor in zip(Splits._fields, (x[:48], y[:48], x[48:], y[48:], x[48:], y[48:]),
-                            strict=True):
-        setattr(dm, name, tensor)
-    return dm
-
-
-def test_train_continues_from_a_checkpoint_of_its_run(tmp_path: Path) -> None:
+def test_train_continues_from_a_checkpoint_of_its_run(
+    tmp_path: Path, synthetic_mnist: Callable[[], Any]
+) -> None:
     """What a trial restarted by Tune does: it keeps the epochs and best value in its
     checkpoint and trains only the epochs after it; one checkpointed at its last epoch
     trains nothing more."""
@@ -516,20 +505,20 @@ def test_train_continues_from_a_checkpoint_of_its_run(tmp_path: Path) -> None:
     cfg = train_config_from_sections(sections, max_epochs=3, seed=0)
     (tmp_path / "full").mkdir()
     saver = _CheckpointEachEpoch(tmp_path / "full")
-    full = train(cfg, datamodule=_synthetic_mnist_datamodule(), callbacks=[saver],
+    full = train(cfg, datamodule=synthetic_mnist(), callbacks=[saver],
                  accelerator="cpu")
     assert saver.trained == 3 and [row["epoch"] for row in full.history] == [1, 2, 3]
 
     (tmp_path / "resumed").mkdir()
     counter = _CheckpointEachEpoch(tmp_path / "resumed")
-    resumed = train(cfg, datamodule=_synthetic_mnist_datamodule(), callbacks=[counter],
+    resumed = train(cfg, datamodule=synthetic_mnist(), callbacks=[counter],
                     accelerator="cpu", ckpt_path=str(tmp_path / "full" / "epoch2.ckpt"))
     assert counter.trained == 1
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
     assert resumed.history[:2] == full.history[:2]
 
     counter = _CheckpointEachEpoch(tmp_path / "resumed")
-    finished = train(cfg, datamodule=_synthetic_mnist_datamodule(), callbacks=[counter],
+    finished = train(cfg, datamodule=synthetic_mnist(), callbacks=[counter],
                      accelerator="cpu", ckpt_path=str(tmp_path / "full" / "epoch3.ckpt"))
     assert counter.trained == 0
     assert finished.history == full.history
