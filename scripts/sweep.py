@@ -87,6 +87,7 @@ def decision_epochs(budget: Budget) -> frozenset[int]:
 
 
 def make_scheduler(space: SearchSpace) -> Any:
+    """The sweep's ASHA scheduler, stopping trials by the ``epoch`` they report."""
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(

@@ -116,6 +116,12 @@ def _until(condition: Callable[[], bool]) -> bool:
     return True
 
 
+def _cfg() -> Any:
+    sections = {"data": {"name": "mnist", "val_size": 16, "batch_size": 16},
+                "model": {"family": "mlp", "hidden": [8]}, "optimizer": {"name": "adam"}}
+    return train_config_from_sections(sections, max_epochs=3, seed=0)
+
+
 def _fit_in_thread(reporter: TuneReporter, starts: _EpochStarts, datamodule: Any,
                    outcome: dict[str, Any]) -> threading.Thread:
     def fit() -> None:
@@ -176,8 +182,3 @@ def test_a_trial_stopped_at_a_decision_epoch_trains_no_further(
     assert isinstance(outcome.get("error"), SystemExit)  # Ray's thread runner: a clean stop
     assert starts.started == [1, 2] and driver.reported == [1, 2]
 
-
-def _cfg() -> Any:
-    sections = {"data": {"name": "mnist", "val_size": 16, "batch_size": 16},
-                "model": {"family": "mlp", "hidden": [8]}, "optimizer": {"name": "adam"}}
-    return train_config_from_sections(sections, max_epochs=3, seed=0)
