@@ -8,6 +8,7 @@ import logging
 import os
 import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -20,6 +21,7 @@ from scripts.sweep import (
     SweepOptions,
     apply_overrides,
     environ_defaults,
+    snapshot_on_trial_changes,
     space_from_meta,
     sweep_meta,
 )
@@ -268,3 +270,33 @@ def test_only_ray_s_report_of_a_snapshot_copy_race_is_dropped():
     lost = race.replace(".2c91-tmp-searcher-state-2026.pkl", "experiment_state-2026.json")
     assert SnapshotRaceFilter().filter(record(lost))
     assert SnapshotRaceFilter().filter(record("PermissionError: [Errno 13] Permission denied"))
+
+
+def test_tune_state_is_saved_when_a_trial_changes_status_not_at_every_step():
+    # Tune's own TuneController.checkpoint, called once per step of its loop, on a stand-in
+    # controller whose experiment-state manager records whether each snapshot was forced.
+    from ray.tune.execution.tune_controller import TuneController
+
+    forced: list[bool] = []
+    manager = SimpleNamespace(sync_up_experiment_state=lambda save_fn, force, wait:
+                              forced.append(force))
+    trials = [SimpleNamespace(trial_id="a", status="PENDING")]
+    controller = SimpleNamespace(get_trials=lambda: trials, _checkpoint_manager=manager,
+                                 save_to_dir=lambda: None)
+    original = TuneController.checkpoint
+    with snapshot_on_trial_changes():
+        def step() -> None:
+            TuneController.checkpoint(controller)
+
+        step()  # a new trial
+        step()  # nothing changed: Tune's own period decides
+        trials[0].status = "RUNNING"
+        step()
+        step()
+        trials.append(SimpleNamespace(trial_id="b", status="PENDING"))
+        step()
+        trials[0].status = "TERMINATED"
+        step()
+        TuneController.checkpoint(controller, force=True)  # Tune's own forcing still holds
+    assert forced == [True, False, True, False, True, True, True]
+    assert TuneController.checkpoint is original
