@@ -19,10 +19,11 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ MIN_EFFICIENCY = 0.85
 MAX_LOST_PER_TRIAL_S = 0.5
 MIN_HOG_SPEEDUP = 30.0
 MAX_HOG_DIFF = 1e-5
+# The sweep targets are for trials of 1-2 s of training.
+TARGET_TRIAL_S = (1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -61,19 +64,20 @@ class Mode:
     epochs: int  # per run; the first is a warm-up and not timed
     repeats: int  # runs of train(), each with the reference loop interleaved (see below)
     sweep_trials: int
-    # One bench sweep per value, each training on the other 60,000 - val_size images, so the
-    # trials are of different lengths (full mode: about 1.2, 1.5 and 2 s here).
-    sweep_val_sizes: tuple[int, ...]
-    sweep_epochs: int
+    # One bench sweep per value: seconds of training per trial that the sweep is sized to on
+    # the machine at hand (see EpochModel), so that the figures are for the trial lengths the
+    # targets are for whatever the machine's speed.
+    sweep_trial_s: tuple[float, ...]
+    sweep_epochs: int  # per trial, at least (more where a trial on all images is too short)
     hog_images: int
     hog_sample: int  # images the per-image skimage loop is timed on
 
 
 QUICK = Mode("quick", train_images=4096, val_images=2048, epochs=3, repeats=1,
-             sweep_trials=4, sweep_val_sizes=(50_000,), sweep_epochs=2, hog_images=10_000,
+             sweep_trials=4, sweep_trial_s=(0.5,), sweep_epochs=2, hog_images=10_000,
              hog_sample=300)
 FULL = Mode("full", train_images=None, val_images=None, epochs=5, repeats=2,
-            sweep_trials=8, sweep_val_sizes=(38_000, 25_000, 10_000), sweep_epochs=2,
+            sweep_trials=8, sweep_trial_s=(1.2, 1.5, 1.9), sweep_epochs=2,
             hog_images=70_000, hog_sample=5_000)
 
 
@@ -217,6 +221,10 @@ def bench_training(data_dir: str | None, mode: Mode, device: str = "cpu") -> lis
 # ----------------------------------------------------------------------- 2. sweep efficiency
 
 
+MNIST_TRAIN_IMAGES = 60_000  # split into the bench trials' training and validation images
+MIN_VAL_IMAGES = 1_000
+
+
 def bench_space(trials: int, val_size: int, epochs: int = 2, gpus_per_trial: float = 0.0,
                 max_concurrent: int = 2) -> dict[str, Any]:
     """A search space of short, equally long MLP trials (only the learning rate varies)."""
@@ -230,6 +238,67 @@ def bench_space(trials: int, val_size: int, epochs: int = 2, gpus_per_trial: flo
         "resources": {"cpus_per_trial": 1, "gpus_per_trial": gpus_per_trial,
                       "max_concurrent": max_concurrent},
     }
+
+
+@dataclass(frozen=True)
+class TrialSize:
+    """A bench trial's work: ``epochs`` over ``train_images`` (MNIST's other training images
+    are validated every epoch)."""
+
+    train_images: int
+    epochs: int
+
+    @property
+    def val_size(self) -> int:
+        return MNIST_TRAIN_IMAGES - self.train_images
+
+
+@dataclass(frozen=True)
+class EpochModel:
+    """Seconds of one epoch of the bench trial with ``n`` training images, the remaining
+    images of MNIST's 60,000 validated: ``train_s * n + val_s * (60,000 - n)``."""
+
+    train_s: float  # per training image (forward, backward, step)
+    val_s: float  # per validation image
+
+    @classmethod
+    def fit(cls, epochs: Mapping[int, float]) -> EpochModel:
+        """From the epoch times of two trial sizes (training images -> seconds)."""
+        (n1, t1), (n2, t2) = sorted(epochs.items())
+        m1, m2 = MNIST_TRAIN_IMAGES - n1, MNIST_TRAIN_IMAGES - n2
+        det = n1 * m2 - n2 * m1
+        train_s, val_s = (t1 * m2 - t2 * m1) / det, (n1 * t2 - n2 * t1) / det
+        # Validating an image never costs more than training on it; noise aside.
+        val_s = min(max(val_s, 0.0), train_s)
+        return cls(train_s, val_s)
+
+    def epoch_s(self, train_images: int) -> float:
+        return self.train_s * train_images + self.val_s * (MNIST_TRAIN_IMAGES - train_images)
+
+    def size_for(self, seconds: float, min_epochs: int) -> TrialSize:
+        """The trial that trains for about ``seconds``: ``min_epochs`` epochs or, where even
+        all images are too few for that, as many more as it takes."""
+        most = MNIST_TRAIN_IMAGES - MIN_VAL_IMAGES
+        epochs = max(min_epochs, math.ceil(seconds / self.epoch_s(most)))
+        per_epoch = seconds / epochs - self.val_s * MNIST_TRAIN_IMAGES
+        images = round(per_epoch / (self.train_s - self.val_s)) if self.train_s > self.val_s \
+            else most
+        return TrialSize(min(max(images, MIN_VAL_IMAGES), most), epochs)
+
+
+def measure_epoch_model(data_dir: str | None, epochs: int = 3) -> EpochModel:
+    """Time the bench trial's epochs with ``train()`` in this process (as a 1-CPU trial) at
+    two sizes, the first epoch of each a warm-up."""
+    from scripts.trial_space import trial_config
+    from search_spaces.schema import parse_space
+
+    times = {}
+    for images in (10_000, 50_000):
+        space = parse_space(bench_space(1, MNIST_TRAIN_IMAGES - images, epochs), "bench")
+        cfg = trial_config(space, {"optimizer.lr": 3e-3})
+        history = train(cfg, data_dir=data_dir, accelerator="cpu").history
+        times[images] = float(np.median([row["epoch_time_s"] for row in history[1:]]))
+    return EpochModel.fit(times)
 
 
 @dataclass(frozen=True)
@@ -259,6 +328,7 @@ class SweepTiming:
     wall_s: float
     spans: tuple[TrialSpan, ...]
     slots: int
+    ray_start_s: float = math.nan  # Ray's start before the sweep, not counted in wall_s
 
     @property
     def train_s(self) -> float:
@@ -372,49 +442,92 @@ def warm_driver() -> None:
             importlib.import_module(module)
 
 
+# How much longer a bench trial trains inside a sweep than alone in this process, before the
+# first sweep has measured it: two trials, the driver and Ray's own processes then share the
+# machine's 2 cores (1.18-1.25 measured here).
+SWEEP_SLOWDOWN_GUESS = 1.2
+
+
 def bench_sweep(data_dir: str | None, mode: Mode) -> list[Figure]:
-    return [f for val_size in mode.sweep_val_sizes
-            for f in bench_sweep_of(data_dir, mode, val_size)]
+    """One sweep per trial length of ``mode``, each sized on this machine: an epoch model
+    timed alone first, scaled by how much longer the last sweep's trials took than it
+    predicted (two trials and the driver share the machine)."""
+    model = measure_epoch_model(data_dir)
+    slowdown = SWEEP_SLOWDOWN_GUESS
+    figures = []
+    for seconds in mode.sweep_trial_s:
+        size = model.size_for(seconds / slowdown, mode.sweep_epochs)
+        ours, base = compare_sweeps(data_dir, mode, size)
+        figures += sweep_figures(mode, size, ours, base)
+        if ours.spans:
+            predicted = size.epochs * model.epoch_s(size.train_images)
+            slowdown = ours.train_s / len(ours.spans) / predicted
+    return figures
 
 
-def bench_sweep_of(data_dir: str | None, mode: Mode, val_size: int) -> list[Figure]:
-    """hpsearch's sweep vs. Tune's defaults, for trials training on 60,000 - ``val_size``."""
+def compare_sweeps(data_dir: str | None, mode: Mode,
+                   size: TrialSize) -> tuple[SweepTiming, SweepTiming]:
+    """The same bench sweep with hpsearch's settings, then with Tune's defaults, each on a
+    local Ray of its own; returns both timings."""
     import ray
 
-    raw = bench_space(mode.sweep_trials, val_size, mode.sweep_epochs)
+    raw = bench_space(mode.sweep_trials, size.val_size, size.epochs)
     slots = int(raw["resources"]["max_concurrent"])
-    timings, ray_start = [], []
+    timings = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, defaults in (("hpsearch", False), ("tune-defaults", True)):
-            ray_start.append(start_ray_for_bench(defaults, slots))
+            ray_start = start_ray_for_bench(defaults, slots)
             try:
-                timings.append(timed_sweep(raw, Path(tmp), name, data_dir, tune_defaults=defaults))
+                timing = timed_sweep(raw, Path(tmp), name, data_dir, tune_defaults=defaults)
             finally:
                 ray.shutdown()
+            timings.append(replace(timing, ray_start_s=ray_start))
     ours, base = timings
-    baseline = "Ray Tune defaults"
+    return ours, base
+
+
+def in_target_range(timing: SweepTiming) -> bool:
+    """Whether the sweep's trials are as long as the targets are for (1-2 s of training)."""
+    low, high = TARGET_TRIAL_S
+    return bool(timing.spans) and low <= timing.train_s / len(timing.spans) <= high
+
+
+def sweep_figures(mode: Mode, size: TrialSize, ours: SweepTiming,
+                  base: SweepTiming) -> list[Figure]:
+    """The figures of one bench sweep. Its targets are judged only where its trials trained
+    for 1-2 s; shorter or longer trials (a quick run, a machine far off our sizing) are
+    figures without a verdict."""
+    slots = ours.slots
     per_trial = ours.train_s / max(len(ours.spans), 1)
-    what = f"{mode.sweep_trials} trials of {per_trial:.1f} s x {slots} slots"
-    note = (f"{len(ours.spans)}/{len(base.spans)} trials finished, {mode.sweep_epochs} epochs "
-            f"on {60_000 - val_size:,} images each; run_sweep() on a started Ray (its "
-            f"start-up until its workers were idle, not counted: {ray_start[0]:.1f} s / "
-            f"{ray_start[1]:.1f} s)")
+    what = f"{mode.sweep_trials} trials of {per_trial:.2f} s x {slots} slots"
+    judged = in_target_range(ours)
+    low, high = TARGET_TRIAL_S
+    outside = "" if judged else f"; trials outside the {low:g}-{high:g} s the target is for"
+    note = (f"{len(ours.spans)}/{len(base.spans)} trials finished, {size.epochs} epochs on "
+            f"{size.train_images:,} images each; run_sweep() on a started Ray (its start-up "
+            f"until its workers were idle, not counted: {ours.ray_start_s:.1f} s / "
+            f"{base.ray_start_s:.1f} s)")
+    baseline = "Ray Tune defaults"
+
+    def verdict(met: bool) -> bool | None:
+        return met if judged else None
+
     return [
         Figure("sweep", f"wall time, {what}", ours.wall_s, base.wall_s, "s", baseline, note=note),
         Figure("sweep", f"sum of training time, {what}", ours.train_s, base.train_s, "s",
                baseline),
         Figure("sweep", f"efficiency = training / (wall x slots), {what}", ours.efficiency,
                base.efficiency, "", baseline, target=f">= {MIN_EFFICIENCY}",
-               met=ours.efficiency >= MIN_EFFICIENCY),
+               met=verdict(ours.efficiency >= MIN_EFFICIENCY), note=outside.lstrip("; ")),
         Figure("sweep", f"lost slot time per trial, {what}", ours.lost_per_trial_s,
                base.lost_per_trial_s, "s", baseline, target=f"<= {MAX_LOST_PER_TRIAL_S} s",
-               met=ours.lost_per_trial_s <= MAX_LOST_PER_TRIAL_S,
-               note="the sweep's start-up included"),
+               met=verdict(ours.lost_per_trial_s <= MAX_LOST_PER_TRIAL_S),
+               note="the sweep's start-up included" + outside),
         Figure("sweep", f"lost slot time per trial after a slot's first, {what}",
                ours.steady_lost_per_trial_s, base.steady_lost_per_trial_s, "s", baseline,
                target=f"<= {MAX_LOST_PER_TRIAL_S} s",
-               met=ours.steady_lost_per_trial_s <= MAX_LOST_PER_TRIAL_S,
-               note="between trials and inside them, outside epochs"),
+               met=verdict(ours.steady_lost_per_trial_s <= MAX_LOST_PER_TRIAL_S),
+               note="between trials and inside them, outside epochs" + outside),
     ]
 
 
@@ -462,8 +575,8 @@ def bench_gpu_sharing(data_dir: str | None, mode: Mode, sharing: int = 4) -> lis
     import ray
 
     trials = 2 * sharing
-    val_size = mode.sweep_val_sizes[0]
-    n_train = 60_000 - val_size
+    n_train = 50_000
+    val_size = MNIST_TRAIN_IMAGES - n_train
     start_ray_for_bench(tune_defaults=False, slots=sharing)
     try:
         with tempfile.TemporaryDirectory() as tmp:

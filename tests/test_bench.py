@@ -13,11 +13,17 @@ import numpy as np
 import pytest
 
 from scripts.bench import (
+    FULL,
+    MIN_VAL_IMAGES,
+    MNIST_TRAIN_IMAGES,
+    EpochModel,
     Figure,
     SweepTiming,
+    TrialSize,
     TrialSpan,
     format_csv,
     format_table,
+    sweep_figures,
     training_figure,
     trial_spans,
 )
@@ -83,3 +89,37 @@ def test_table_and_csv_hold_every_figure() -> None:
     assert float(rows[0]["ratio"]) == pytest.approx(1.1)
     assert rows[1]["ratio"] == "nan" and rows[1]["note"] == "a, b" and rows[1]["met"] == ""
     assert {r["mode"] for r in rows} == {"quick"}
+
+
+def test_epoch_model_fits_two_sizes_and_sizes_trials_to_a_length() -> None:
+    # 20 us per training image and 5 us per validation image, as two timed sizes show them.
+    true = EpochModel(train_s=20e-6, val_s=5e-6)
+    model = EpochModel.fit({50_000: true.epoch_s(50_000), 10_000: true.epoch_s(10_000)})
+    assert (model.train_s, model.val_s) == pytest.approx((20e-6, 5e-6))
+    size = model.size_for(1.5, min_epochs=2)
+    assert size.epochs == 2 and size.val_size == MNIST_TRAIN_IMAGES - size.train_images
+    assert 2 * model.epoch_s(size.train_images) == pytest.approx(1.5, abs=1e-4)
+    # Longer than two epochs on (nearly) all images allow: more epochs, not more images.
+    longer = model.size_for(4.0, min_epochs=2)
+    assert longer.epochs == 4 and longer.train_images <= MNIST_TRAIN_IMAGES - MIN_VAL_IMAGES
+    assert 4 * model.epoch_s(longer.train_images) == pytest.approx(4.0, abs=1e-4)
+    # Shorter than validation alone takes: the fewest training images there can be.
+    assert model.size_for(0.1, min_epochs=2).train_images == MIN_VAL_IMAGES
+
+
+def test_sweep_targets_are_judged_only_for_trials_of_one_to_two_seconds() -> None:
+    def timing(train_s: float, wall_s: float) -> SweepTiming:
+        spans = tuple(TrialSpan(i, i + train_s, train_s) for i in range(4))
+        return SweepTiming(wall_s, spans, slots=2, ray_start_s=5.0)
+
+    base = timing(1.5, 20.0)
+    size = TrialSize(40_000, 2)
+    judged = {f.item.split(",")[0]: f for f in sweep_figures(FULL, size, timing(1.5, 3.2), base)}
+    assert judged["efficiency = training / (wall x slots)"].met is True  # 6 / 6.4 = 0.94
+    assert judged["lost slot time per trial"].ours == pytest.approx(0.1)
+    slow = sweep_figures(FULL, size, timing(1.5, 4.0), base)  # 6 / 8 = 0.75
+    assert [f.met for f in slow if f.item.startswith("efficiency")] == [False]
+    short = sweep_figures(FULL, size, timing(0.6, 1.5), base)
+    assert all(f.met is None for f in short)
+    assert "outside the 1-2 s" in next(f.note for f in short if f.item.startswith("efficiency"))
+    assert "40,000 images" in short[0].note and "trials of 0.60 s" in short[0].item
