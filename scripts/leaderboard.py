@@ -7,6 +7,8 @@ callback rewrites the CSV as trials finish) or read back from the Ray experiment
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -145,17 +147,41 @@ def trial_row(
     return row
 
 
-def rank_rows(rows: Iterable[dict[str, Any]], metric: str, mode: str) -> pd.DataFrame:
-    """Sort best first (rows without a value last) and number the ranks from 1."""
-    frame = pd.DataFrame(list(rows))
-    if frame.empty:
-        return frame
-    values = pd.to_numeric(frame[metric], errors="coerce")
-    frame = frame.assign(_key=values if mode == "max" else -values)
-    frame = frame.sort_values("_key", ascending=False, na_position="last", kind="stable")
-    frame = frame.drop(columns="_key").reset_index(drop=True)
-    frame["rank"] = range(1, len(frame) + 1)
-    return frame
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def rank_rows(rows: Iterable[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
+    """Sort best first (rows without a value last, ties in their order) and number the
+    ranks from 1."""
+
+    def key(row: dict[str, Any]) -> tuple[bool, float]:
+        value = _number(row.get(metric))
+        return math.isnan(value), -value if mode == "max" else value
+
+    ranked = sorted(rows, key=key)
+    for rank, row in enumerate(ranked, start=1):
+        row["rank"] = rank
+    return ranked
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def leaderboard_csv(rows: list[dict[str, Any]]) -> str:
+    """The CSV of ranked ``rows``: a column per key, in the order keys first appear; missing
+    values empty. Written with the csv module rather than pandas, which took 5 ms of the
+    sweep driver's time per rewrite, in the middle of a trial hand-over."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: _cell(row.get(key)) for key in columns} for row in rows)
+    return out.getvalue()
 
 
 def write_leaderboard(
@@ -168,13 +194,13 @@ def write_leaderboard(
     """Rewrite the experiment's leaderboard from ``trials``; ``ray_status`` maps trial ids to
     the status Tune is about to give them."""
     ray_status = ray_status or {}
-    frame = rank_rows(
+    rows = rank_rows(
         (trial_row(t, meta, space, ray_status.get(t.trial_id)) for t in trials),
         meta["objective"]["metric"],
         meta["objective"]["mode"],
     )
     path = exp_dir / LEADERBOARD
-    atomic_write_text(path, frame.to_csv(index=False))
+    atomic_write_text(path, leaderboard_csv(rows))
     return path
 
 

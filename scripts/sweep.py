@@ -461,15 +461,20 @@ TUNE_SETTINGS = {
 }
 
 
-def _trial_statuses(controller: Any) -> tuple[tuple[str, str], ...]:
-    return tuple((trial.trial_id, trial.status) for trial in controller.get_trials())
+_FINISHED = frozenset({"TERMINATED", "ERROR"})
+
+
+def _trials_and_finished(controller: Any) -> tuple[tuple[str, ...], frozenset[str]]:
+    trials = controller.get_trials()
+    return (tuple(t.trial_id for t in trials),
+            frozenset(t.trial_id for t in trials if t.status in _FINISHED))
 
 
 @contextlib.contextmanager
 def snapshot_on_trial_changes() -> Iterator[None]:
     """Save Tune's experiment state (what ``--resume`` reads) in the very step in which a
-    trial starts, finishes, errors or is stopped, besides Tune's own snapshots (after every
-    trial checkpoint, and every ~10 s).
+    trial is created, finishes or errors, besides Tune's own snapshots (after every trial
+    checkpoint, and every ~10 s).
 
     A driver killed right after a trial finished then finds it finished on ``--resume``
     instead of running it again, while Optuna's journal already holds its result. Saving at
@@ -484,14 +489,14 @@ def snapshot_on_trial_changes() -> Iterator[None]:
         with environ_defaults({"TUNE_GLOBAL_CHECKPOINT_S": "0"}):
             yield
         return
-    saved_statuses: tuple[tuple[str, str], ...] | None = None
+    saved: tuple[tuple[str, ...], frozenset[str]] | None = None
 
     @functools.wraps(original)
     def checkpoint(self: Any, force: bool = False, wait: bool = False) -> None:
-        nonlocal saved_statuses
-        statuses = _trial_statuses(self)
-        if statuses != saved_statuses:
-            saved_statuses, force = statuses, True
+        nonlocal saved
+        state = _trials_and_finished(self)
+        if state != saved:
+            saved, force = state, True
         original(self, force=force, wait=wait)
 
     TuneController.checkpoint = checkpoint

@@ -290,13 +290,15 @@ def test_tune_state_is_saved_when_a_trial_changes_status_not_at_every_step():
 
         step()  # a new trial
         step()  # nothing changed: Tune's own period decides
-        trials[0].status = "RUNNING"
-        step()
+        trials[0].status = "RUNNING"  # Tune saves it with the trial's first checkpoint
         step()
         trials.append(SimpleNamespace(trial_id="b", status="PENDING"))
         step()
         trials[0].status = "TERMINATED"
         step()
+        step()
+        trials[1].status = "ERROR"
+        step()
         TuneController.checkpoint(controller, force=True)  # Tune's own forcing still holds
-    assert forced == [True, False, True, False, True, True, True]
+    assert forced == [True, False, False, True, True, False, True, True]
     assert TuneController.checkpoint is original
