@@ -577,18 +577,20 @@ def bench_gpu_sharing(data_dir: str | None, mode: Mode, sharing: int = 4) -> lis
     trials = 2 * sharing
     n_train = 50_000
     val_size = MNIST_TRAIN_IMAGES - n_train
-    start_ray_for_bench(tune_defaults=False, slots=sharing)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            rates = []
-            for concurrent in (sharing, 1):
+    rates = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for concurrent in (sharing, 1):
+            # A Ray of its own for each: a sweep's trial processes end with it, so a second
+            # sweep on the same Ray would wait for new ones to start and import everything.
+            start_ray_for_bench(tune_defaults=False, slots=concurrent)
+            try:
                 raw = bench_space(trials, val_size, mode.sweep_epochs,
                                   gpus_per_trial=1 / concurrent, max_concurrent=concurrent)
                 timing = timed_sweep(raw, Path(tmp), f"gpu-x{concurrent}", data_dir)
-                epochs = len(timing.spans) * raw["budget"]["max_epochs"]
-                rates.append(epochs * n_train / timing.wall_s)
-    finally:
-        ray.shutdown()
+            finally:
+                ray.shutdown()
+            epochs = len(timing.spans) * raw["budget"]["max_epochs"]
+            rates.append(epochs * n_train / timing.wall_s)
     return [Figure("gpu", f"{trials} MLP trials, {sharing} sharing the GPU", rates[0], rates[1],
                    "images/s", "one trial at a time", note="whole-sweep wall time")]
 
