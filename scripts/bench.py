@@ -444,7 +444,7 @@ def warm_driver() -> None:
 
 # How much longer a bench trial trains inside a sweep than alone in this process, before the
 # first sweep has measured it: two trials, the driver and Ray's own processes then share the
-# machine's 2 cores (1.18-1.25 measured here).
+# machine's 2 cores (1.07-1.25 measured here).
 SWEEP_SLOWDOWN_GUESS = 1.2
 
 
@@ -482,8 +482,7 @@ def compare_sweeps(data_dir: str | None, mode: Mode,
             finally:
                 ray.shutdown()
             timings.append(replace(timing, ray_start_s=ray_start))
-    ours, base = timings
-    return ours, base
+    return timings[0], timings[1]
 
 
 def in_target_range(timing: SweepTiming) -> bool:
