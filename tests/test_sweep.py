@@ -148,7 +148,11 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(
     raw["experiment"] = "resumable"
     raw.pop("start_points")
     raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
-    raw["budget"] = {"num_samples": 5, "max_epochs": 3, "grace_period": 3}
+    # Long enough that the sweep is still running when the signal arrives: after the second
+    # trial finishes, four more of 6 epochs each are left (at 3 epochs and 5 trials, a fast
+    # machine finished them all in the half second the interruption took).
+    samples = 6
+    raw["budget"] = {"num_samples": samples, "max_epochs": 6, "grace_period": 6}
     space_file = tmp_path / "resumable.yaml"
     space_file.write_text(yaml.safe_dump(raw))
     results = tmp_path / "results"
@@ -167,18 +171,18 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(
                 finished_before = done
                 break
         assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.5)
+        time.sleep(0.1)
     assert finished_before is not None, "sweep did not finish two trials in time"
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     out, _ = proc.communicate(timeout=120)
     interrupted = pd.read_csv(board_path)
-    assert len(interrupted) < 5 or (interrupted.status != "completed").any(), out
+    assert len(interrupted) < samples or (interrupted.status != "completed").any(), out
 
     resumed = subprocess.run(_cli("sweep", str(space_file), "--resume", *common), env=env,
                              capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     final = pd.read_csv(board_path)
-    assert len(final) == 5 and final.trial_id.is_unique
+    assert len(final) == samples and final.trial_id.is_unique
     # A trial that was running (or had just reported its last epoch) when the sweep was
     # stopped continues from its checkpoint: it ends completed, not cut short.
     assert set(final.status) == {"completed"}, final[["trial_id", "status", "epochs_run"]]
