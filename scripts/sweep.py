@@ -454,8 +454,8 @@ def warm_trial_workers() -> Iterator[None]:
 
 
 # Tune saves its experiment state after every trial checkpoint (``num_to_keep=1``), and
-# :func:`snapshot_on_trial_changes` adds every change of a trial's status: do not warn about
-# the frequent snapshots every few seconds. Tune reads it when a fit starts.
+# :func:`snapshot_on_trial_changes` adds a save whenever a trial is created or finishes: do
+# not warn about the frequent snapshots every few seconds. Tune reads it when a fit starts.
 TUNE_SETTINGS = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }
@@ -480,7 +480,9 @@ def snapshot_on_trial_changes() -> Iterator[None]:
     instead of running it again, while Optuna's journal already holds its result. Saving at
     every step of Tune's loop (``TUNE_GLOBAL_CHECKPOINT_S=0``) gave the same guarantee but
     also snapshotted about ten times a second while nothing changed, 4-9 ms of the driver's
-    CPU each: on a small machine, CPU taken from the trials."""
+    CPU each: on a small machine, CPU taken from the trials. A forced save first waits for
+    the previous one's copy to the storage (``--storage``), as Tune's own after a trial
+    checkpoint does."""
     from ray.tune.execution.tune_controller import TuneController
 
     original = getattr(TuneController, "checkpoint", None)
