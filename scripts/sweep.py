@@ -346,6 +346,10 @@ class LeaderboardCallback(tune.Callback):
     """Driver-side Tune callback: rewrites the leaderboard when a trial finishes (and every
     few seconds while results arrive), and prints one line per finished trial.
 
+    A finished trial is written at the end of the step that finished it, once Tune's state
+    saying so is on disk (:func:`snapshot_on_trial_changes` saves it in that step): what the
+    leaderboard shows as finished, a ``--resume`` after a killed driver finds finished too.
+
     Module-level and holding only plain data, because Tune pickles it with the experiment
     and brings it back on ``--resume``."""
 
@@ -357,6 +361,7 @@ class LeaderboardCallback(tune.Callback):
         self.space = space
         self.verbose = verbose
         self._last_write = 0.0
+        self._finished: dict[str, str] = {}  # trial id -> Tune's status, not yet written
 
     def _write(self, trials: list[Any], ray_status: Mapping[str, str] | None = None) -> None:
         write_leaderboard(self.exp_dir, trials, self.meta, self.space, ray_status)
@@ -380,15 +385,24 @@ class LeaderboardCallback(tune.Callback):
             self._write(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
-        self._write(trials, {trial.trial_id: "TERMINATED"})
-        self._say(trial, "TERMINATED")
+        self._finished[trial.trial_id] = "TERMINATED"
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
-        self._write(trials, {trial.trial_id: "ERROR"})
-        self._say(trial, "ERROR")
+        self._finished[trial.trial_id] = "ERROR"
+
+    def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
+        if self._finished:
+            self._write_finished(trials)
+
+    def _write_finished(self, trials: list[Any]) -> None:
+        finished, self._finished = self._finished, {}
+        self._write(trials, finished)
+        for trial in trials:
+            if trial.trial_id in finished:
+                self._say(trial, finished[trial.trial_id])
 
     def on_experiment_end(self, trials, **info):  # noqa: ANN001
-        self._write(trials)
+        self._write_finished(trials)
 
 
 OPTUNA_JOURNAL = "optuna.log"
@@ -453,9 +467,9 @@ def warm_trial_workers() -> Iterator[None]:
         defaults.update(saved)
 
 
-# Tune saves its experiment state after every trial checkpoint (``num_to_keep=1``), and
-# :func:`snapshot_on_trial_changes` adds a save whenever a trial is created or finishes: do
-# not warn about the frequent snapshots every few seconds. Tune reads it when a fit starts.
+# :func:`snapshot_on_trial_changes` saves Tune's experiment state whenever a trial is
+# created, finishes or saves a checkpoint: do not warn about frequent snapshots every few
+# seconds. Tune reads it when a fit starts.
 TUNE_SETTINGS = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }
@@ -463,43 +477,103 @@ TUNE_SETTINGS = {
 
 _FINISHED = frozenset({"TERMINATED", "ERROR"})
 
+# A copy of Tune's experiment state as last saved in full, beside Ray's folder (one machine).
+STATE_BACKUP = "ray-state-backup"
 
-def _trials_and_finished(controller: Any) -> tuple[tuple[str, ...], frozenset[str]]:
+
+def _state_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*") if p.is_file() and p.suffix in (".json", ".pkl"))
+
+
+def back_up_state(ray_dir: Path, backup: Path) -> None:
+    """Copy Tune's experiment-state files (``experiment_state-*.json``, the searcher's state,
+    ...) from ``ray_dir`` to ``backup``, each file atomically."""
+    backup.mkdir(parents=True, exist_ok=True)
+    for path in _state_files(ray_dir):
+        with contextlib.suppress(FileNotFoundError):  # Tune renames its files as it saves
+            data = path.read_bytes()
+            tmp = backup / f".{path.name}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, backup / path.name)
+
+
+def _complete(path: Path) -> bool:
+    """Whether a state file is whole: JSON that parses, or a pickle whose opcodes run to its
+    STOP (read without unpickling anything)."""
+    import pickletools
+
+    try:
+        data = path.read_bytes()
+        if path.suffix == ".json":
+            json.loads(data)
+        else:
+            for _ in pickletools.genops(data):
+                pass
+        return True
+    except (OSError, ValueError):  # JSONDecodeError is a ValueError
+        return False
+
+
+def repair_state(ray_dir: Path, backup: Path) -> bool:
+    """Put the backed-up state back if a state file in ``ray_dir`` cannot be read (a driver
+    killed while Tune was copying it there); returns whether it did."""
+    if not backup.is_dir() or all(_complete(p) for p in _state_files(ray_dir)):
+        return False
+    for path in _state_files(ray_dir):
+        path.unlink()
+    for path in _state_files(backup):
+        shutil.copy2(path, ray_dir / path.name)
+    return True
+
+
+def _trial_state(controller: Any) -> tuple[tuple[str, ...], frozenset[str], tuple[str, ...]]:
     trials = controller.get_trials()
     return (tuple(t.trial_id for t in trials),
-            frozenset(t.trial_id for t in trials if t.status in _FINISHED))
+            frozenset(t.trial_id for t in trials if t.status in _FINISHED),
+            tuple(t.checkpoint.path if t.checkpoint else "" for t in trials))
 
 
 @contextlib.contextmanager
-def snapshot_on_trial_changes() -> Iterator[None]:
-    """Save Tune's experiment state (what ``--resume`` reads) in the very step in which a
-    trial is created, finishes or errors, besides Tune's own snapshots (after every trial
-    checkpoint, and every ~10 s).
+def snapshot_on_trial_changes(backup_from: Path | None = None,
+                              backup: Path | None = None) -> Iterator[None]:
+    """Save Tune's experiment state (what ``--resume`` reads) to the experiment folder in
+    the very step in which a trial is created, finishes, errors or saves a checkpoint,
+    besides Tune's periodic snapshots (every ~10 s).
 
-    A driver killed right after a trial finished then finds it finished on ``--resume``
-    instead of running it again, while Optuna's journal already holds its result. Saving at
-    every step of Tune's loop (``TUNE_GLOBAL_CHECKPOINT_S=0``) gave the same guarantee but
-    also snapshotted about ten times a second while nothing changed, 4-9 ms of the driver's
-    CPU each: on a small machine, CPU taken from the trials. A forced save first waits for
-    the previous one's copy to the storage (``--storage``), as Tune's own after a trial
-    checkpoint does."""
+    A driver killed at any moment then finds on ``--resume`` every finished trial finished
+    (instead of running it again, while Optuna's journal already holds its result) and
+    every running trial's latest checkpoint but one on disk (the sweep keeps two per trial,
+    so the state on disk never names a deleted one). Saving at every step of Tune's loop
+    (``TUNE_GLOBAL_CHECKPOINT_S=0``) was less safe and dearer: Tune copies each snapshot to
+    the experiment folder in the background, and saved about ten times a second while
+    nothing changed, 4-9 ms of the driver's CPU each, CPU taken from the trials on a small
+    machine.
+
+    A save forced here waits for its copy; then, with ``backup_from`` (Ray's experiment
+    folder on this machine), the state files are also copied to ``backup``, file by file
+    atomically: Tune's copy is not atomic, and :func:`repair_state` puts the backup back
+    when a kill during a copy left a file cut short."""
     from ray.tune.execution.tune_controller import TuneController
 
     original = getattr(TuneController, "checkpoint", None)
     if original is None or not hasattr(TuneController, "get_trials"):
-        # Another Ray version: snapshot at every step instead, which is just as safe.
+        # Another Ray version: snapshot at every step instead.
         with environ_defaults({"TUNE_GLOBAL_CHECKPOINT_S": "0"}):
             yield
         return
-    saved: tuple[tuple[str, ...], frozenset[str]] | None = None
+    saved: tuple[Any, ...] | None = None
 
     @functools.wraps(original)
     def checkpoint(self: Any, force: bool = False, wait: bool = False) -> None:
         nonlocal saved
-        state = _trials_and_finished(self)
-        if state != saved:
-            saved, force = state, True
-        original(self, force=force, wait=wait)
+        state = _trial_state(self)
+        if state == saved:
+            original(self, force=force, wait=wait)
+            return
+        saved = state
+        original(self, force=True, wait=True)
+        if backup_from is not None and backup is not None:
+            back_up_state(backup_from, backup)
 
     TuneController.checkpoint = checkpoint
     try:
@@ -540,8 +614,10 @@ class SnapshotRaceFilter(logging.Filter):
 
 
 @contextlib.contextmanager
-def tune_settings(tune_defaults: bool) -> Iterator[None]:
-    """hpsearch's Tune settings (:data:`TUNE_SETTINGS`) and log filter, during a fit."""
+def tune_settings(tune_defaults: bool, ray_dir: Path | None = None) -> Iterator[None]:
+    """hpsearch's Tune settings (:data:`TUNE_SETTINGS`) and log filter, during a fit;
+    ``ray_dir``: Ray's experiment folder where it is on this machine (its state is then
+    backed up beside it, see :func:`snapshot_on_trial_changes`)."""
     logger = logging.getLogger(RAY_SYNCER_LOGGER)
     race_filter = SnapshotRaceFilter()
     logger.addFilter(race_filter)
@@ -549,7 +625,8 @@ def tune_settings(tune_defaults: bool) -> Iterator[None]:
         if tune_defaults:
             yield
         else:
-            with environ_defaults(TUNE_SETTINGS), snapshot_on_trial_changes():
+            backup = ray_dir.parent / STATE_BACKUP if ray_dir else None
+            with environ_defaults(TUNE_SETTINGS), snapshot_on_trial_changes(ray_dir, backup):
                 yield
     finally:
         logger.removeFilter(race_filter)
@@ -666,7 +743,13 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
         _say_placement(space, summary, data, storage_path, max_concurrent)
     started = time.monotonic()
     callback = LeaderboardCallback(exp_dir, meta, space, opts.verbose)
+    # Ray's experiment folder when it is on this machine (not with --storage s3://...).
+    local_ray_dir = None if meta.get("storage") else Path(ray_path)
     if opts.resume:
+        if local_ray_dir is not None and repair_state(local_ray_dir,
+                                                      exp_dir / STATE_BACKUP):
+            print(f"Tune's saved state in {local_ray_dir} was cut short (the sweep was "
+                  "killed while saving it): resuming from its last complete save", flush=True)
         tuner = tune.Tuner.restore(
             ray_path, trainable=trainable,
             resume_unfinished=True, resume_errored=False, restart_errored=False,
@@ -690,13 +773,16 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
                 callbacks=[callback],
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # Two: Tune deletes the older checkpoint as soon as a new one is registered,
+                # before the experiment state naming the new one is saved; with one, a
+                # driver killed in between would leave the trial naming a deleted one.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             ),
         )
     interrupted = False
     warm = contextlib.nullcontext() if joined or opts.tune_defaults else warm_trial_workers()
     try:
-        with warm, tune_settings(opts.tune_defaults):
+        with warm, tune_settings(opts.tune_defaults, local_ray_dir):
             tuner.fit()
     except KeyboardInterrupt:
         interrupted = True

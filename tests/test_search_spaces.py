@@ -20,7 +20,9 @@ from scripts.sweep import (
     SnapshotRaceFilter,
     SweepOptions,
     apply_overrides,
+    back_up_state,
     environ_defaults,
+    repair_state,
     snapshot_on_trial_changes,
     space_from_meta,
     sweep_meta,
@@ -272,27 +274,35 @@ def test_only_ray_s_report_of_a_snapshot_copy_race_is_dropped():
     assert SnapshotRaceFilter().filter(record("PermissionError: [Errno 13] Permission denied"))
 
 
-def test_tune_state_is_saved_when_a_trial_changes_status_not_at_every_step():
+def test_tune_state_is_saved_when_a_trial_is_created_finishes_or_checkpoints(tmp_path: Path):
     # Tune's own TuneController.checkpoint, called once per step of its loop, on a stand-in
-    # controller whose experiment-state manager records whether each snapshot was forced.
+    # controller whose experiment-state manager records how each snapshot was asked for.
     from ray.tune.execution.tune_controller import TuneController
 
-    forced: list[bool] = []
-    manager = SimpleNamespace(sync_up_experiment_state=lambda save_fn, force, wait:
-                              forced.append(force))
-    trials = [SimpleNamespace(trial_id="a", status="PENDING")]
+    ray_dir, backup = tmp_path / "ray", tmp_path / "ray-state-backup"
+    ray_dir.mkdir()
+    calls: list[tuple[bool, bool]] = []
+
+    def sync_up_experiment_state(save_fn, force, wait) -> None:  # noqa: ANN001
+        calls.append((force, wait))
+        (ray_dir / "experiment_state-x.json").write_text(json.dumps(len(calls)))
+
+    manager = SimpleNamespace(sync_up_experiment_state=sync_up_experiment_state)
+    trials = [SimpleNamespace(trial_id="a", status="PENDING", checkpoint=None)]
     controller = SimpleNamespace(get_trials=lambda: trials, _checkpoint_manager=manager,
                                  save_to_dir=lambda: None)
     original = TuneController.checkpoint
-    with snapshot_on_trial_changes():
+    with snapshot_on_trial_changes(ray_dir, backup):
         def step() -> None:
             TuneController.checkpoint(controller)
 
         step()  # a new trial
         step()  # nothing changed: Tune's own period decides
-        trials[0].status = "RUNNING"  # Tune saves it with the trial's first checkpoint
+        trials[0].status = "RUNNING"  # saved with its first checkpoint
         step()
-        trials.append(SimpleNamespace(trial_id="b", status="PENDING"))
+        trials[0].checkpoint = SimpleNamespace(path="/ckpt/1")
+        step()
+        trials.append(SimpleNamespace(trial_id="b", status="PENDING", checkpoint=None))
         step()
         trials[0].status = "TERMINATED"
         step()
@@ -300,5 +310,27 @@ def test_tune_state_is_saved_when_a_trial_changes_status_not_at_every_step():
         trials[1].status = "ERROR"
         step()
         TuneController.checkpoint(controller, force=True)  # Tune's own forcing still holds
-    assert forced == [True, False, False, True, True, False, True, True]
+    forced = (True, True)
+    assert calls == [forced, (False, False), (False, False), forced, forced, forced,
+                     (False, False), forced, (True, False)]
     assert TuneController.checkpoint is original
+    # Each forced save was copied to the backup once on disk: the last forced one is there.
+    assert json.loads((backup / "experiment_state-x.json").read_text()) == 8
+
+
+def test_a_state_file_cut_short_is_replaced_by_the_last_complete_save(tmp_path: Path):
+    ray_dir, backup = tmp_path / "ray", tmp_path / "ray-state-backup"
+    ray_dir.mkdir()
+    searcher = pickle.dumps({"trials": list(range(50))})
+    (ray_dir / "experiment_state-1.json").write_text('{"trials": [1, 2]}')
+    (ray_dir / "searcher-state-1.pkl").write_bytes(searcher)
+    back_up_state(ray_dir, backup)
+    assert not repair_state(ray_dir, backup)  # nothing damaged: left as it is
+
+    (ray_dir / "experiment_state-1.json").write_text('{"trials": [1, 2, 3]}')
+    (ray_dir / "searcher-state-1.pkl").write_bytes(searcher[: len(searcher) // 2])
+    assert repair_state(ray_dir, backup)
+    assert (ray_dir / "searcher-state-1.pkl").read_bytes() == searcher
+    # The whole save is put back, so the files agree with each other.
+    assert json.loads((ray_dir / "experiment_state-1.json").read_text()) == {"trials": [1, 2]}
+    assert not repair_state(tmp_path / "elsewhere", tmp_path / "no-backup")

@@ -141,8 +141,9 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "scripts.cli", *args]
 
 
+@pytest.mark.parametrize("stop", ["ctrl-c", "killed"])
 def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(
-    mnist_subset_dir: Path, tmp_path: Path
+    stop: str, mnist_subset_dir: Path, tmp_path: Path
 ):
     raw = json.loads(json.dumps(SMALL_MLP))
     raw["experiment"] = "resumable"
@@ -173,7 +174,10 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.1)
     assert finished_before is not None, "sweep did not finish two trials in time"
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    if stop == "ctrl-c":
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends: Tune saves its state and stops
+    else:
+        proc.kill()  # a crashed driver: SIGKILL, nothing runs after it
     out, _ = proc.communicate(timeout=120)
     interrupted = pd.read_csv(board_path)
     assert len(interrupted) < samples or (interrupted.status != "completed").any(), out
