@@ -27,7 +27,7 @@ import torch
 from ray import tune
 
 from datamodules import TensorDataModule
-from datamodules.paths import resolve_data_dir
+from datamodules.paths import atomic_write, resolve_data_dir
 from scripts.config import TrainConfig
 from scripts.distributed import (
     DDP_DRIVER_MEMORY,
@@ -481,6 +481,10 @@ _FINISHED = frozenset({"TERMINATED", "ERROR"})
 STATE_BACKUP = "ray-state-backup"
 
 
+def state_backup_dir(ray_dir: Path) -> Path:
+    return ray_dir.parent / STATE_BACKUP
+
+
 def _state_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*") if p.is_file() and p.suffix in (".json", ".pkl"))
 
@@ -488,13 +492,10 @@ def _state_files(folder: Path) -> list[Path]:
 def back_up_state(ray_dir: Path, backup: Path) -> None:
     """Copy Tune's experiment-state files (``experiment_state-*.json``, the searcher's state,
     ...) from ``ray_dir`` to ``backup``, each file atomically."""
-    backup.mkdir(parents=True, exist_ok=True)
     for path in _state_files(ray_dir):
         with contextlib.suppress(FileNotFoundError):  # Tune renames its files as it saves
             data = path.read_bytes()
-            tmp = backup / f".{path.name}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, backup / path.name)
+            atomic_write(backup / path.name, lambda out, data=data: out.write(data))
 
 
 def _complete(path: Path) -> bool:
@@ -534,8 +535,7 @@ def _trial_state(controller: Any) -> tuple[tuple[str, ...], frozenset[str], tupl
 
 
 @contextlib.contextmanager
-def snapshot_on_trial_changes(backup_from: Path | None = None,
-                              backup: Path | None = None) -> Iterator[None]:
+def snapshot_on_trial_changes(ray_dir: Path | None = None) -> Iterator[None]:
     """Save Tune's experiment state (what ``--resume`` reads) to the experiment folder in
     the very step in which a trial is created, finishes, errors or saves a checkpoint,
     besides Tune's periodic snapshots (every ~10 s).
@@ -549,9 +549,9 @@ def snapshot_on_trial_changes(backup_from: Path | None = None,
     nothing changed, 4-9 ms of the driver's CPU each, CPU taken from the trials on a small
     machine.
 
-    A save forced here waits for its copy; then, with ``backup_from`` (Ray's experiment
-    folder on this machine), the state files are also copied to ``backup``, file by file
-    atomically: Tune's copy is not atomic, and :func:`repair_state` puts the backup back
+    A save forced here waits for its copy; then, with ``ray_dir`` (Ray's experiment folder
+    on this machine), the state files are also copied to :func:`state_backup_dir`, file by
+    file atomically: Tune's copy is not atomic, and :func:`repair_state` puts the backup back
     when a kill during a copy left a file cut short."""
     from ray.tune.execution.tune_controller import TuneController
 
@@ -572,8 +572,8 @@ def snapshot_on_trial_changes(backup_from: Path | None = None,
             return
         saved = state
         original(self, force=True, wait=True)
-        if backup_from is not None and backup is not None:
-            back_up_state(backup_from, backup)
+        if ray_dir is not None:
+            back_up_state(ray_dir, state_backup_dir(ray_dir))
 
     TuneController.checkpoint = checkpoint
     try:
@@ -625,8 +625,7 @@ def tune_settings(tune_defaults: bool, ray_dir: Path | None = None) -> Iterator[
         if tune_defaults:
             yield
         else:
-            backup = ray_dir.parent / STATE_BACKUP if ray_dir else None
-            with environ_defaults(TUNE_SETTINGS), snapshot_on_trial_changes(ray_dir, backup):
+            with environ_defaults(TUNE_SETTINGS), snapshot_on_trial_changes(ray_dir):
                 yield
     finally:
         logger.removeFilter(race_filter)
@@ -747,7 +746,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     local_ray_dir = None if meta.get("storage") else Path(ray_path)
     if opts.resume:
         if local_ray_dir is not None and repair_state(local_ray_dir,
-                                                      exp_dir / STATE_BACKUP):
+                                                      state_backup_dir(local_ray_dir)):
             print(f"Tune's saved state in {local_ray_dir} was cut short (the sweep was "
                   "killed while saving it): resuming from its last complete save", flush=True)
         tuner = tune.Tuner.restore(

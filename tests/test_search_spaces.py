@@ -25,6 +25,7 @@ from scripts.sweep import (
     repair_state,
     snapshot_on_trial_changes,
     space_from_meta,
+    state_backup_dir,
     sweep_meta,
 )
 from scripts.trial_space import define_by_run, flat_point, sampled_params, trial_config
@@ -279,7 +280,8 @@ def test_tune_state_is_saved_when_a_trial_is_created_finishes_or_checkpoints(tmp
     # controller whose experiment-state manager records how each snapshot was asked for.
     from ray.tune.execution.tune_controller import TuneController
 
-    ray_dir, backup = tmp_path / "ray", tmp_path / "ray-state-backup"
+    ray_dir = tmp_path / "ray"
+    backup = state_backup_dir(ray_dir)
     ray_dir.mkdir()
     calls: list[tuple[bool, bool]] = []
 
@@ -292,7 +294,7 @@ def test_tune_state_is_saved_when_a_trial_is_created_finishes_or_checkpoints(tmp
     controller = SimpleNamespace(get_trials=lambda: trials, _checkpoint_manager=manager,
                                  save_to_dir=lambda: None)
     original = TuneController.checkpoint
-    with snapshot_on_trial_changes(ray_dir, backup):
+    with snapshot_on_trial_changes(ray_dir):
         def step() -> None:
             TuneController.checkpoint(controller)
 
