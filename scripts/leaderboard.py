@@ -74,13 +74,19 @@ def error_summary(text: str | None) -> str:
     return lines[-1][:500] if lines else ""
 
 
+def finished_status(errored: bool, epochs: int, max_epochs: int) -> str:
+    """A finished trial's status: errored, or completed if it ran all its epochs, else
+    early-stopped (what the sweep's searcher tells Optuna goes by this too)."""
+    if errored:
+        return STATUS_ERRORED
+    return STATUS_COMPLETED if epochs >= max_epochs else STATUS_EARLY_STOPPED
+
+
 def trial_status(trial: Any, max_epochs: int, ray_status: str | None = None) -> str:
     status = ray_status or getattr(trial, "status", "")
     epochs = int((trial.last_result or {}).get("epoch", 0) or 0)
-    if status == "ERROR":
-        return STATUS_ERRORED
-    if status == "TERMINATED":
-        return STATUS_COMPLETED if epochs >= max_epochs else STATUS_EARLY_STOPPED
+    if status in ("ERROR", "TERMINATED"):
+        return finished_status(status == "ERROR", epochs, max_epochs)
     if status == "RUNNING":
         return STATUS_RUNNING
     return STATUS_PENDING
@@ -115,7 +121,10 @@ def trial_row(
     result = dict(trial.last_result or {})
     metric = meta["objective"]["metric"]
     status = trial_status(trial, int(meta["max_epochs"]), ray_status)
-    row: dict[str, Any] = {"rank": None, "trial_id": trial.trial_id, "status": status}
+    row: dict[str, Any] = {"rank": None}
+    if len(objectives(meta)) > 1:
+        row["pareto_rank"] = None  # filled by rank_rows
+    row |= {"trial_id": trial.trial_id, "status": status}
     params = result.get("params") or {}
     config_json = result.get("config_json", "")
     if not params:
@@ -154,13 +163,38 @@ def _number(value: Any) -> float:
         return math.nan
 
 
-def rank_rows(rows: Iterable[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
-    """Sort best first (rows without a value last, ties in their order) and number the
-    ranks from 1."""
+def objectives(meta: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The sweep's objectives (``{metric, mode}`` each), first the one logged every epoch.
+    Each is a leaderboard column of that name."""
+    return list(meta.get("objectives") or [meta["objective"]])
 
-    def key(row: dict[str, Any]) -> tuple[bool, float]:
+
+def _set_pareto_ranks(rows: list[dict[str, Any]], objs: list[dict[str, str]]) -> None:
+    """``pareto_rank`` of the trials that ran all their epochs with a value for every
+    objective (0 = on the front); the others get none."""
+    from scripts.pareto import pareto_ranks
+
+    metrics = [o["metric"] for o in objs]
+    scored = [row for row in rows if row.get("status") == STATUS_COMPLETED
+              and all(math.isfinite(_number(row.get(m))) for m in metrics)]
+    points = [[_number(row[m]) for m in metrics] for row in scored]
+    for row, rank in zip(scored, pareto_ranks(points, [o["mode"] for o in objs]), strict=True):
+        row["pareto_rank"] = rank
+
+
+def rank_rows(rows: Iterable[dict[str, Any]], objs: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Sort best first and number the ranks from 1: by the first objective (rows without a
+    value last, ties in their order); with several objectives, by Pareto rank first."""
+    rows = list(rows)
+    metric, mode = objs[0]["metric"], objs[0]["mode"]
+    if len(objs) > 1:
+        _set_pareto_ranks(rows, objs)
+
+    def key(row: dict[str, Any]) -> tuple[float, bool, float]:
         value = _number(row.get(metric))
-        return math.isnan(value), -value if mode == "max" else value
+        pareto = row.get("pareto_rank")
+        return (math.inf if pareto is None else pareto), math.isnan(value), (
+            -value if mode == "max" else value)
 
     ranked = sorted(rows, key=key)
     for rank, row in enumerate(ranked, start=1):
@@ -195,12 +229,34 @@ def write_leaderboard(
     the status Tune is about to give them."""
     ray_status = ray_status or {}
     rows = rank_rows(
-        (trial_row(t, meta, space, ray_status.get(t.trial_id)) for t in trials),
-        meta["objective"]["metric"],
-        meta["objective"]["mode"],
+        (trial_row(t, meta, space, ray_status.get(t.trial_id)) for t in trials), objectives(meta)
     )
     path = exp_dir / LEADERBOARD
     atomic_write_text(path, leaderboard_csv(rows))
+    return path
+
+
+PARETO_PLOT = "pareto_front.png"
+
+
+def write_pareto_plot(exp_dir: Path, meta: Mapping[str, Any]) -> Path | None:
+    """``pareto_front.png`` beside the leaderboard of a sweep with several objectives: the
+    first objective against the second (accuracy against parameters, say), the front
+    highlighted. Written under a temporary name and renamed into place."""
+    objs = objectives(meta)
+    if len(objs) < 2 or not (exp_dir / LEADERBOARD).is_file():
+        return None
+    from scripts import plots  # matplotlib: only where a plot is drawn
+
+    frame = read_leaderboard(exp_dir)
+    y, x = objs[0]["metric"], objs[1]["metric"]
+    frame = frame[frame[x].notna() & frame[y].notna()]
+    ranks = frame["pareto_rank"].fillna(-1).astype(int)
+    points = list(zip(frame[x].astype(float), frame[y].astype(float), ranks, strict=True))
+    path = exp_dir / PARETO_PLOT
+    tmp = exp_dir / f".{PARETO_PLOT}.tmp.png"
+    plots.pareto_front(points, (x, y), tmp, str(meta["experiment"]))
+    os.replace(tmp, path)
     return path
 
 
@@ -226,7 +282,9 @@ def rebuild_leaderboard(exp_dir: Path) -> Path:
     from scripts.sweep import space_from_meta  # the sweep layer imports this module
 
     meta = read_meta(exp_dir)
-    return write_leaderboard(exp_dir, load_trials(exp_dir), meta, space_from_meta(meta))
+    path = write_leaderboard(exp_dir, load_trials(exp_dir), meta, space_from_meta(meta))
+    write_pareto_plot(exp_dir, meta)
+    return path
 
 
 def read_leaderboard(exp_dir: Path) -> pd.DataFrame:
@@ -242,7 +300,8 @@ def read_leaderboard(exp_dir: Path) -> pd.DataFrame:
 
 
 def summary_columns(frame: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
-    metric = meta["objective"]["metric"]
-    cols = ["rank", "trial_id", "status", *meta["params"], metric, "best_epoch", "epochs_run",
-            "param_count", "train_time_s"]
+    metrics = [o["metric"] for o in objectives(meta)]
+    cols = ["rank", "pareto_rank", "trial_id", "status", *meta["params"], *metrics,
+            "best_epoch", "epochs_run", "param_count", "train_time_s"]
+    cols = list(dict.fromkeys(cols))  # param_count or train_time_s may be an objective
     return [c for c in cols if c in frame.columns]

@@ -67,3 +67,26 @@ def roc_curve(scores: np.ndarray, targets: np.ndarray, path: Path, title: str) -
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def pareto_front(points: Sequence[tuple[float, float, int]], labels: tuple[str, str],
+                 path: Path, title: str) -> None:
+    """The trials of a two-objective sweep, ``(x, y, pareto_rank)`` each (rank -1: off the
+    ranking), with the front (rank 0) highlighted and joined in order of ``x``."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    rest = [(x, y) for x, y, rank in points if rank != 0]
+    front = sorted((x, y) for x, y, rank in points if rank == 0)
+    if rest:
+        ax.scatter(*zip(*rest, strict=True), s=22, color="0.6", label="other trials")
+    if front:
+        ax.plot(*zip(*front, strict=True), "o-", color="tab:red", label="Pareto front")
+    if labels[0] == "param_count" and all(x > 0 for x, _, _ in points):
+        ax.set_xscale("log")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{title}: Pareto front")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

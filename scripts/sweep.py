@@ -57,11 +57,18 @@ from scripts.leaderboard import (
     read_meta,
     trial_status,
     write_leaderboard,
+    write_pareto_plot,
 )
+from scripts.schedulers import OBJECTIVE_SO_FAR, decision_epochs, make_scheduler
+from scripts.versions import check_pinned_versions
 from scripts.train import EpochHistory, train
-from scripts.trial_space import define_by_run, flat_point, sampled_params, trial_config
-from search_spaces.schema import Budget, SearchSpace, parse_space
+from scripts.trial_space import sampled_params, trial_config
+from search_spaces.schema import SearchSpace, parse_space
 from search_spaces.typed import ConfigError
+
+# The sweep relies on how these libraries behave in detail (Tune's controller and state
+# files, Optuna's journal and samplers): refuse to run on other versions.
+check_pinned_versions()
 
 # ---------------------------------------------------------------------------------------
 # Inside a trial (runs in a Ray worker process)
@@ -73,29 +80,6 @@ def _device_name() -> str:
         idx = torch.cuda.current_device()
         return f"cuda:{idx} ({torch.cuda.get_device_name(idx)})"
     return "cpu"
-
-
-def decision_epochs(budget: Budget) -> frozenset[int]:
-    """The epochs at which the sweep's ASHA scheduler (:func:`make_scheduler`) may stop a
-    trial: its rungs, ``grace_period * reduction_factor**k`` up to ``max_epochs``. At any
-    other epoch it lets the trial continue, whatever the trial reports."""
-    epochs, epoch = set(), budget.grace_period
-    while epoch <= budget.max_epochs:
-        epochs.add(epoch)
-        epoch *= budget.reduction_factor
-    return frozenset(epochs)
-
-
-def make_scheduler(space: SearchSpace) -> Any:
-    """The sweep's ASHA scheduler, stopping trials by the ``epoch`` they report."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    return ASHAScheduler(
-        time_attr="epoch",
-        max_t=space.budget.max_epochs,
-        grace_period=space.budget.grace_period,
-        reduction_factor=space.budget.reduction_factor,
-    )
 
 
 class ReportSender:
@@ -230,7 +214,7 @@ def run_trial(
     params = sampled_params(space, config)
     cfg = trial_config(space, params)  # an infeasible draw raises here: the trial errors
     datamodule, source = trial_datamodule(cfg.data, data_dir, data)
-    reporter = TuneReporter(params, cfg, decision_epochs(space.budget))
+    reporter = TuneReporter(params, cfg, decision_epochs(space))
     reporter.static["data"] = source
     # A trial that Tune restarts (--resume, a lost node) continues from its last checkpoint,
     # its best epoch so far, instead of training from scratch under the same trial.
@@ -329,6 +313,9 @@ def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, n
                      "max_concurrent", "workers_per_trial", "seed") and v is not None
         },
         "objective": dataclasses.asdict(space.objective),
+        "objectives": [dataclasses.asdict(o) for o in space.objectives],
+        "sampler": dataclasses.asdict(space.sampler),
+        "scheduler": dataclasses.asdict(space.scheduler),
         "max_epochs": space.budget.max_epochs,
         "num_samples": space.budget.num_samples,
         "params": list(space.param_names),
@@ -403,6 +390,7 @@ class LeaderboardCallback(tune.Callback):
 
     def on_experiment_end(self, trials, **info):  # noqa: ANN001
         self._write_finished(trials)
+        write_pareto_plot(self.exp_dir, self.meta)
 
 
 OPTUNA_JOURNAL = "optuna.log"
@@ -655,24 +643,9 @@ def _trainable(
 
 
 def _searcher(space: SearchSpace, exp_dir: Path, study_name: str) -> Any:
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-    from ray.tune.search.optuna import OptunaSearch
+    from scripts.searcher import OptunaSearcher
 
-    # Optuna's journal (an append-only file) rather than SQLite: an ask or tell costs 2 ms
-    # instead of 20-25 ms of the driver's CPU, which the trials share on a small machine, and
-    # there is no 0.5 s of SQLAlchemy start-up before the first trial.
-    backend = JournalFileBackend(str((exp_dir / OPTUNA_JOURNAL).resolve()))
-    storage = optuna.storages.JournalStorage(backend)
-    return OptunaSearch(
-        space=functools.partial(define_by_run, space=space),
-        metric=space.objective.metric,
-        mode=space.objective.mode,
-        seed=space.seed,
-        study_name=study_name,
-        storage=storage,
-        points_to_evaluate=[flat_point(space, p) for p in space.start_points] or None,
-    )
+    return OptunaSearcher(space, str((exp_dir / OPTUNA_JOURNAL).resolve()), study_name)
 
 
 def space_from_meta(meta: Mapping[str, Any]) -> SearchSpace:
@@ -759,7 +732,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
             tune_config=tune.TuneConfig(
                 search_alg=_searcher(space, exp_dir, meta["study_name"]),
                 scheduler=make_scheduler(space),
-                metric=space.objective.metric,
+                metric=OBJECTIVE_SO_FAR,
                 mode=space.objective.mode,
                 num_samples=space.budget.num_samples,
                 max_concurrent_trials=max_concurrent,

@@ -125,6 +125,115 @@ class Objective:
     mode: Literal["max", "min"] = "max"
 
 
+# Objectives a trial reports once rather than per epoch (not logged by the model): they can
+# only follow a first, per-epoch objective, which drives the best epoch and early stopping.
+TRIAL_METRICS = ("param_count", "train_time_s")
+
+
+# Optuna's samplers, each with its main options; an option left out keeps Optuna's default,
+# and ``seed`` defaults to the space's seed.
+@dataclass(frozen=True)
+class TpeSampler:
+    name: Literal["tpe"] = "tpe"
+    n_startup_trials: int | None = None
+    multivariate: bool | None = None
+    group: bool | None = None
+    constant_liar: bool | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class RandomSampler:
+    name: Literal["random"] = "random"
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GpSampler:
+    name: Literal["gp"] = "gp"
+    n_startup_trials: int | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class CmaEsSampler:
+    name: Literal["cmaes"] = "cmaes"
+    n_startup_trials: int | None = None
+    sigma0: float | None = None
+    restart_strategy: Literal["ipop", "bipop"] | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class QmcSampler:
+    name: Literal["qmc"] = "qmc"
+    qmc_type: Literal["sobol", "halton"] | None = None
+    scramble: bool | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Nsga2Sampler:
+    name: Literal["nsga2"] = "nsga2"
+    population_size: int | None = None
+    mutation_prob: float | None = None
+    crossover_prob: float | None = None
+    seed: int | None = None
+
+
+SamplerSpec = TpeSampler | RandomSampler | GpSampler | CmaEsSampler | QmcSampler | Nsga2Sampler
+SAMPLERS: dict[str, type] = {
+    "tpe": TpeSampler, "random": RandomSampler, "gp": GpSampler, "cmaes": CmaEsSampler,
+    "qmc": QmcSampler, "nsga2": Nsga2Sampler,
+}
+# Samplers that model one objective only.
+SINGLE_OBJECTIVE_SAMPLERS = frozenset({"cmaes"})
+# Samplers that model numeric parameters of a fixed search space only: a choice, a
+# conditional parameter or a list of drawn length would be sampled at random, unmodelled.
+NUMERIC_SAMPLERS = frozenset({"cmaes", "qmc"})
+
+
+# Ray Tune's trial schedulers. They read ``budget.grace_period`` and
+# ``budget.reduction_factor``; ``hyperband`` is Ray's asynchronous HyperBand (ASHA over
+# several brackets), which never pauses a trial.
+@dataclass(frozen=True)
+class AshaScheduler:
+    name: Literal["asha"] = "asha"
+
+
+@dataclass(frozen=True)
+class HyperbandScheduler:
+    name: Literal["hyperband"] = "hyperband"
+    brackets: int = 3
+
+    def __post_init__(self) -> None:
+        if self.brackets < 1:
+            raise ConfigError(f"brackets: must be at least 1, got {self.brackets}")
+
+
+@dataclass(frozen=True)
+class MedianScheduler:
+    name: Literal["median"] = "median"
+    min_samples_required: int = 3
+
+    def __post_init__(self) -> None:
+        if self.min_samples_required < 1:
+            raise ConfigError(
+                f"min_samples_required: must be at least 1, got {self.min_samples_required}")
+
+
+@dataclass(frozen=True)
+class NoScheduler:
+    name: Literal["none"] = "none"
+
+
+SchedulerSpec = AshaScheduler | HyperbandScheduler | MedianScheduler | NoScheduler
+SCHEDULERS: dict[str, type] = {
+    "asha": AshaScheduler, "hyperband": HyperbandScheduler, "median": MedianScheduler,
+    "none": NoScheduler,
+}
+
+
 @dataclass(frozen=True)
 class Budget:
     num_samples: int = 8
@@ -185,13 +294,26 @@ class SearchSpace:
     model: dict[str, Any]
     optimizer: dict[str, Any] = field(default_factory=dict)
     search: tuple[Param, ...] = ()
-    objective: Objective = Objective()
+    # The first objective is logged every epoch: it picks a trial's best epoch and is what
+    # early stopping goes by. More than one makes a multi-objective study.
+    objectives: tuple[Objective, ...] = (Objective(),)
     budget: Budget = Budget()
     resources: Resources = Resources()
     seed: int = 0
     # Known configurations tried first (e.g. the lab's hand-tuned ones): path -> value.
     start_points: tuple[dict[str, Any], ...] = ()
+    sampler: SamplerSpec = TpeSampler()
+    scheduler: SchedulerSpec = AshaScheduler()
     source: str = "<memory>"
+
+    @property
+    def objective(self) -> Objective:
+        """The first objective: the one logged every epoch."""
+        return self.objectives[0]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     def fixed(self, section: str) -> dict[str, Any]:
         return copy.deepcopy(getattr(self, section))
@@ -213,6 +335,8 @@ _TOP_KEYS = {
     "resources",
     "seed",
     "start_points",
+    "sampler",
+    "scheduler",
 }
 
 
@@ -309,17 +433,94 @@ def parse_space(raw: Any, source: str = "<memory>") -> SearchSpace:
             model=dict(raw["model"]),
             optimizer=dict(raw.get("optimizer") or {}),
             search=_parse_search(raw.get("search"), "search"),
-            objective=from_dict(Objective, raw.get("objective"), "objective"),
+            objectives=_parse_objectives(raw.get("objective")),
             budget=from_dict(Budget, raw.get("budget"), "budget"),
             resources=from_dict(Resources, raw.get("resources"), "resources"),
             seed=_int(raw.get("seed", 0), "seed"),
             source=source,
         )
-        space = replace(space, start_points=_parse_start_points(raw.get("start_points"), space))
+        space = replace(
+            space,
+            start_points=_parse_start_points(raw.get("start_points"), space),
+            sampler=_parse_named(raw.get("sampler"), "sampler", SAMPLERS, "tpe"),
+            scheduler=_parse_named(raw.get("scheduler"), "scheduler", SCHEDULERS,
+                                   "none" if len(space.objectives) > 1 else "asha"),
+        )
+        _check_search_method(space)
         _check_against_configs(space)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return space
+
+
+def _parse_objectives(raw: Any) -> tuple[Objective, ...]:
+    """``objective:`` is one ``{metric, mode}`` mapping or a list of them."""
+    if isinstance(raw, list):
+        if not raw:
+            raise ConfigError("objective: empty list")
+        objectives = tuple(from_dict(Objective, o, f"objective[{i}]") for i, o in enumerate(raw))
+    else:
+        objectives = (from_dict(Objective, raw, "objective"),)
+    metrics = [o.metric for o in objectives]
+    if len(set(metrics)) < len(metrics):
+        raise ConfigError(f"objective: a metric is listed twice ({', '.join(metrics)})")
+    if objectives[0].metric in TRIAL_METRICS:
+        raise ConfigError(
+            f"objective: {objectives[0].metric} is known once per trial, not per epoch: list "
+            "a validation metric first (e.g. val_acc), then it")
+    for i, objective in enumerate(objectives[1:], start=1):
+        if objective.metric not in TRIAL_METRICS and not objective.metric.startswith("val_"):
+            raise ConfigError(
+                f"objective[{i}].metric: a later objective must be a validation metric (val_*) "
+                f"or one of {', '.join(TRIAL_METRICS)}, got {objective.metric!r}")
+    return objectives
+
+
+def _parse_named(raw: Any, where: str, kinds: dict[str, type], default: str) -> Any:
+    """A ``{name: ..., option: ...}`` mapping (or just the name) as the dataclass of its kind."""
+    if raw is None:
+        raw = {"name": default}
+    elif isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a name or a mapping with a 'name', got {raw!r}")
+    name = raw.get("name", default)
+    if name not in kinds:
+        raise ConfigError(f"{where}.name: must be one of {', '.join(kinds)}, got {name!r}")
+    return from_dict(kinds[name], {**raw, "name": name}, where)
+
+
+def _check_search_method(space: SearchSpace) -> None:
+    """Refuse a sampler, scheduler and objectives that cannot work together."""
+    sampler, n_objectives = space.sampler.name, len(space.objectives)
+    if n_objectives > 1 and sampler in SINGLE_OBJECTIVE_SAMPLERS:
+        raise ConfigError(
+            f"sampler: {sampler} optimizes one objective, this study has {n_objectives}; "
+            f"use tpe, nsga2, gp, random or qmc")
+    if n_objectives > 1 and space.scheduler.name != "none":
+        raise ConfigError(
+            f"scheduler: {space.scheduler.name} stops trials by one objective, and a trial "
+            "stopped early has no place on a Pareto front; use scheduler: none with several "
+            "objectives")
+    if sampler in NUMERIC_SAMPLERS:
+        for param in space.search:
+            why = _unmodelled_by_numeric_sampler(param)
+            if why:
+                raise ConfigError(
+                    f"sampler: {sampler} cannot model search.{param.path} ({why}); Optuna would "
+                    "draw it at random. Use tpe, gp or random, or search numbers only")
+
+
+def _unmodelled_by_numeric_sampler(param: Param) -> str:
+    dists = [param.dist.length, param.dist.each] if isinstance(param.dist, ListDist) \
+        else [param.dist]
+    if any(isinstance(d, ChoiceDist) for d in dists):
+        return "a choice"
+    if param.when:
+        return "a conditional parameter"
+    if isinstance(param.dist, ListDist) and param.dist.length.low != param.dist.length.high:
+        return "a list of drawn length"
+    return ""
 
 
 def _parse_start_points(raw: Any, space: SearchSpace) -> tuple[dict[str, Any], ...]:

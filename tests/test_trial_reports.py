@@ -15,7 +15,8 @@ import pytorch_lightning as pl
 
 from scripts import sweep
 from scripts.config import train_config_from_sections
-from scripts.sweep import ReportSender, TuneReporter, decision_epochs, make_scheduler
+from scripts.schedulers import decision_epochs, make_scheduler
+from scripts.sweep import ReportSender, TuneReporter
 from scripts.train import train
 from search_spaces.schema import parse_space
 
@@ -39,7 +40,7 @@ def _space(max_epochs: int, grace_period: int, reduction_factor: int) -> Any:
 def test_decision_epochs_are_the_rungs_of_the_sweeps_scheduler(budget):
     space = _space(*budget)
     rungs = make_scheduler(space)._brackets[0]._rungs  # Ray's own bookkeeping
-    assert decision_epochs(space.budget) == {math.ceil(milestone) for milestone, _ in rungs}
+    assert decision_epochs(space) == {math.ceil(milestone) for milestone, _ in rungs}
 
 
 def test_report_sender_delivers_in_order_one_at_a_time():
