@@ -30,9 +30,11 @@ class _Parser(argparse.ArgumentParser):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from datamodules.errors import DataError
     from scripts.train import MetricNotLoggedError
+    from scripts.versions import VersionMismatch
     from search_spaces.typed import ConfigError
 
-    return (UserError, ConfigError, DataError, MetricNotLoggedError, FileNotFoundError)
+    return (UserError, ConfigError, DataError, MetricNotLoggedError, FileNotFoundError,
+            VersionMismatch)
 
 
 def _positive_float(text: str) -> float:
@@ -201,11 +203,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
     from scripts.leaderboard import (
+        PARETO_PLOT,
+        objectives,
         read_leaderboard,
         read_meta,
         rebuild_leaderboard,
@@ -220,11 +220,24 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     frame = read_leaderboard(exp_dir)
     meta = read_meta(exp_dir)
     cols = summary_columns(frame, meta)
-    table = Table(
-        title=f"{meta['experiment']}: top {min(args.top, len(frame))} of {len(frame)}",
-        box=box.SIMPLE_HEAD,
-    )
-    rows = [[_cell(row[c]) for c in cols] for _, row in frame.head(args.top).iterrows()]
+    _print_table(f"{meta['experiment']}: top {min(args.top, len(frame))} of {len(frame)}",
+                 frame.head(args.top), cols)
+    if len(objectives(meta)) > 1 and "pareto_rank" in frame.columns:
+        front = frame[frame["pareto_rank"] == 0]
+        names = " vs ".join(f"{o['metric']} ({o['mode']})" for o in objectives(meta))
+        _print_table(f"Pareto front: {len(front)} trial(s), {names}", front, cols)
+        if (exp_dir / PARETO_PLOT).is_file():
+            print(f"Plot: {exp_dir / PARETO_PLOT}")
+    return 0
+
+
+def _print_table(title: str, frame: Any, cols: list[str]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    rows = [[_cell(row[c]) for c in cols] for _, row in frame.iterrows()]
     # "model.kernel_size" -> "kernel_size": the section is clear from the values, and
     # narrow headers keep a whole leaderboard row on one line.
     headers = [c.rsplit(".", 1)[-1] for c in cols]
@@ -235,7 +248,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     natural = sum(max(len(t) for t in [h, *(r[i] for r in rows)]) + 4
                   for i, h in enumerate(headers))
     Console(width=max(natural, shutil.get_terminal_size().columns)).print(table)
-    return 0
 
 
 def _cell(value: Any) -> str:
@@ -249,16 +261,21 @@ def _cell(value: Any) -> str:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from scripts.retrain import RetrainOptions, retrain
+    import json
+
+    from scripts.retrain import RetrainOptions, format_test_results, retrain
 
     out = retrain(
         Path(args.experiment),
         RetrainOptions(
             rank=args.rank, trial_id=args.trial, config=args.config, epochs=args.epochs,
             seed=args.seed, accelerator=args.accelerator, train_on=args.train_on,
-            data_dir=args.data_dir,
+            data_dir=args.data_dir, seeds=args.seeds,
         ),
     )
+    print()
+    for line in format_test_results(json.loads((out.parent / "metrics.json").read_text())):
+        print(line)
     print(f"Report: {out}")
     return 0
 
@@ -350,13 +367,24 @@ def build_parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("retrain", help="re-train a sweep's best trial with a full report")
     rt.add_argument("experiment", help="results/<experiment>")
     pick = rt.add_mutually_exclusive_group()
-    pick.add_argument("--rank", type=_positive_int, default=None)
+    pick.add_argument("--rank", type=_positive_int, default=None,
+                      help="re-train the trial at this leaderboard rank (default 1, the best)")
     pick.add_argument("--trial", help="trial id from the leaderboard")
     pick.add_argument("--config", help="a YAML training config instead of a trial")
-    rt.add_argument("--epochs", type=_positive_int)
-    rt.add_argument("--seed", type=int)
-    rt.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
-    rt.add_argument("--train-on", default="train", choices=["train", "train+val"])
+    rt.add_argument("--epochs", type=_positive_int,
+                    help="epochs to train (default: the trial's best epoch, or the config's "
+                    "max_epochs)")
+    rt.add_argument("--seed", type=int,
+                    help="random seed (default: the trial's or the config's own seed)")
+    rt.add_argument("--seeds", type=_positive_int, default=1, metavar="K",
+                    help="re-train K times with seeds S, S+1, ..., S+K-1 (S: --seed or the "
+                    "trial's seed) and report the test metrics' mean, std and 95%% interval; "
+                    "the model, plots and per-class figures are seed S's (default 1)")
+    rt.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"],
+                    help="where to train (default auto: a GPU if one is visible)")
+    rt.add_argument("--train-on", default="train", choices=["train", "train+val"],
+                    help="train+val also fits the validation split, so the validation "
+                    "figures are no longer held out (default train)")
     _add_data_dir(rt)
     rt.set_defaults(func=cmd_retrain)
 

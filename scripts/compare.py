@@ -19,7 +19,7 @@ from scripts.leaderboard import (
     read_leaderboard,
     read_meta,
 )
-from scripts.retrain import BEST_DIR
+from scripts.retrain import BEST_DIR, f1_name, format_mean_std
 from search_spaces.typed import ConfigError
 
 # The students' best hand-tuned test results (../shared/lab-reports), by (dataset, family).
@@ -31,6 +31,11 @@ LAB_BEST: dict[tuple[str, str], dict[str, float]] = {
     ("pneumonia", "binary_cnn"): {"acc": 0.79, "f1": 0.85},
     ("pneumonia", "cnn"): {"acc": 0.79, "f1": 0.85},
 }
+
+
+# The test columns that hold the mean over the re-train's seeds, each with a ``<name>_std``.
+MEAN_COLUMNS = ("test_acc", "test_f1", "test_auc")
+STD_COLUMNS = tuple(f"{c}_std" for c in MEAN_COLUMNS)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -59,6 +64,10 @@ def experiment_row(exp_dir: Path) -> dict[str, Any]:
         "test_acc": None,
         "test_f1": None,
         "test_auc": None,
+        "test_acc_std": None,
+        "test_f1_std": None,
+        "test_auc_std": None,
+        "seeds": 0,
         "lab_test_acc": lab.get("acc"),
         "lab_test_f1": lab.get("f1"),
         "gain_vs_lab": None,
@@ -74,25 +83,41 @@ def experiment_row(exp_dir: Path) -> dict[str, Any]:
     }
     metrics_file = exp_dir / BEST_DIR / "metrics.json"
     if metrics_file.is_file():
-        test = json.loads(metrics_file.read_text())["test"]
-        row["test_acc"] = test["accuracy"]
-        row["test_f1"] = test.get("macro_f1", test.get("f1"))
-        row["test_auc"] = test.get("auc")
+        row |= retrain_columns(json.loads(metrics_file.read_text()))
         if row["lab_test_acc"] is not None:
-            row["gain_vs_lab"] = test["accuracy"] - row["lab_test_acc"]
+            row["gain_vs_lab"] = row["test_acc"] - row["lab_test_acc"]
     return row
 
 
+def retrain_columns(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``test_acc``/``test_f1``/``test_auc`` of a re-train's ``metrics.json``: the means over
+    its seeds with their standard deviations when it has several, else its one run's."""
+    test = metrics["test"]
+    seeds = len(metrics.get("seeds") or []) or 1
+    summary = metrics.get("summary") or {}
+    out: dict[str, Any] = {"seeds": seeds}
+    for col, name in zip(MEAN_COLUMNS, ("accuracy", f1_name(test), "auc"), strict=True):
+        stats = summary.get(name) if seeds > 1 else None
+        out[col] = stats["mean"] if stats else test.get(name)
+        out[f"{col}_std"] = stats["std"] if stats else None
+    return out
+
+
+def _cell(row: pd.Series, col: str) -> str:
+    """A markdown cell: ``mean ± std`` for a test metric over several seeds."""
+    digits = 1 if col.endswith("_s") else 4
+    value, std = row[col], row.get(f"{col}_std")
+    if col in MEAN_COLUMNS and row.get("seeds", 0) > 1 and pd.notna(value) and pd.notna(std):
+        return format_mean_std(float(value), float(std), digits)
+    return _fmt(value, digits)
+
+
 def _markdown(frame: pd.DataFrame) -> str:
-    cols = list(frame.columns)
+    # The standard deviations are shown inside their mean's cell.
+    cols = [c for c in frame.columns if c not in STD_COLUMNS]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, row in frame.iterrows():
-        cells = []
-        for col in cols:
-            value = row[col]
-            digits = 1 if col.endswith("_s") else 4
-            cells.append(_fmt(value, digits).replace("|", "/"))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_cell(row, c).replace("|", "/") for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -110,8 +135,9 @@ def compare(results_dir: Path) -> str:
     header = (
         "# hpsearch: best trial of each experiment\n\n"
         "val_best: the sweep's objective on the validation split; test_*: the re-trained best "
-        "trial on the held-out test set (`hpsearch retrain`); lab_*: the students' best "
-        "hand-tuned test results.\n\n"
+        "trial on the held-out test set (`hpsearch retrain`), as mean ± std when it was "
+        "re-trained with several seeds (`seeds`: how many; 0: not re-trained); lab_*: the "
+        "students' best hand-tuned test results.\n\n"
     )
     atomic_write_text(results_dir / "comparison.md", header + table)
     return table

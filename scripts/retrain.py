@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ BEST_DIR = "best"
 # Re-training a trial with its seed on the same machine repeats its computation; across
 # thread counts float sums may round differently, so we promise agreement within this.
 REPRODUCE_TOLERANCE = 0.005
+# The scalar test metrics that are repeated per seed and summarised over the seeds.
+SCALAR_TEST_METRICS = ("accuracy", "macro_f1", "f1", "auc", "loss", "sensitivity", "specificity")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class RetrainOptions:
     accelerator: str = "auto"
     train_on: str = "train"
     data_dir: str | None = None
+    seeds: int = 1
 
 
 def pick_trial(board: pd.DataFrame, opts: RetrainOptions) -> pd.Series:
@@ -103,6 +107,89 @@ def resolve_run(exp_dir: Path, opts: RetrainOptions) -> tuple[TrainConfig, int, 
     return cfg, epochs, {**source, "experiment": meta["experiment"], "objective": meta["objective"]}
 
 
+def retrain_seeds(cfg: TrainConfig, opts: RetrainOptions) -> list[int]:
+    """``opts.seeds`` consecutive seeds from ``--seed``, else from the config's own seed."""
+    if opts.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {opts.seeds}")
+    first = cfg.seed if opts.seed is None else opts.seed
+    return list(range(first, first + opts.seeds))
+
+
+def _finite_or_none(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def summarize(values: Iterable[float | None]) -> dict[str, Any] | None:
+    """Mean, sample std (ddof=1) and Student-t 95% interval of the finite ``values``; std
+    and interval are None for a single value, and the whole summary for none."""
+    from scipy import stats
+
+    data = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if data.size == 0:
+        return None
+    mean, n = float(data.mean()), int(data.size)
+    std = low = high = None
+    if n > 1:
+        std = float(data.std(ddof=1))
+        half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+        low, high = mean - half, mean + half
+    return {"mean": mean, "std": std, "ci95_low": low, "ci95_high": high, "n": n}
+
+
+def summarize_seeds(per_seed: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``summarize`` of every scalar test metric over the seeds' entries."""
+    out = {}
+    for name in SCALAR_TEST_METRICS:
+        summary = summarize(entry["test"].get(name) for entry in per_seed)
+        if summary is not None:
+            out[name] = summary
+    return out
+
+
+def scalar_test(test: dict[str, Any]) -> dict[str, float | None]:
+    """The scalar metrics of a ``test_metrics`` dict (no confusion, per-class or threshold)."""
+    return {k: _finite_or_none(test[k]) for k in SCALAR_TEST_METRICS if k in test}
+
+
+def f1_name(test: dict[str, Any]) -> str:
+    """The F1 the reports show: macro F1 for several classes, the positive class's for two."""
+    return "macro_f1" if "macro_f1" in test else "f1"
+
+
+def format_mean_std(mean: float | None, std: float | None, digits: int = 4) -> str:
+    if mean is None:
+        return ""
+    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def format_interval(summary: dict[str, Any] | None, digits: int = 4) -> str:
+    """``0.8703 to 0.9697``: the 95% interval; empty without one (a single seed)."""
+    if not summary or summary["ci95_low"] is None:
+        return ""
+    return f"{summary['ci95_low']:.{digits}f} to {summary['ci95_high']:.{digits}f}"
+
+
+def format_summary(summary: dict[str, Any], digits: int = 4) -> str:
+    """``0.9200 ± 0.0200 (95% CI 0.8703 to 0.9697)``; just the mean for a single seed."""
+    text = format_mean_std(summary["mean"], summary["std"], digits)
+    interval = format_interval(summary, digits)
+    return f"{text} (95% CI {interval})" if interval else text
+
+
+def format_test_results(info: dict[str, Any]) -> list[str]:
+    """The test accuracy, F1 and AUC (binary) for the terminal: over the seeds when several."""
+    names = [("accuracy", "accuracy"), ("F1", f1_name(info["test"])), ("AUC", "auc")]
+    summary = info.get("summary") or {}
+    seeds = info.get("seeds") or [info["config"]["seed"]]
+    if len(seeds) == 1:
+        cells = [f"{label} {info['test'][k]:.4f}" for label, k in names
+                 if info["test"].get(k) is not None]
+        return [f"Test (seed {seeds[0]}): " + "  ".join(cells)]
+    head = f"Test over {len(seeds)} seeds ({', '.join(map(str, seeds))}), mean ± std:"
+    return [head] + [f"  {label:<8} {format_summary(summary[k])}" for label, k in names
+                     if k in summary]
+
+
 def test_metrics(result: TrainResult) -> dict[str, Any]:
     module, test = result.module, result.test or {}
     names = list(result.datamodule.class_names)
@@ -159,6 +246,7 @@ def _report_md(info: dict[str, Any], table: str, binary: bool) -> str:
         for name, m in test["per_class"].items():
             lines.append(f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | "
                          f"{m['f1']:.4f} | {m['support']} |")
+    lines += _seeds_section(info, binary)
     lines += ["", "## Most confused", ""]
     lines += [f"- {p}" for p in info["most_confused"]] or ["- none"]
     lines += ["", "![confusion matrix](confusion_matrix.png)", "",
@@ -169,6 +257,31 @@ def _report_md(info: dict[str, Any], table: str, binary: bool) -> str:
               "## Config", "", "```json", json.dumps(info["config"], indent=2), "```", "",
               "Checkpoint: `model.ckpt` (`ClassifierModule.load_from_checkpoint`).", ""]
     return "\n".join(lines)
+
+
+def _seeds_section(info: dict[str, Any], binary: bool) -> list[str]:
+    """The per-seed test table with mean ± std and the 95% interval; none for one seed."""
+    per_seed = info.get("per_seed") or []
+    if len(per_seed) < 2:
+        return []
+    cols = [("accuracy", "accuracy"), ("F1", f1_name(info["test"]))]
+    cols += [("AUC", "auc")] if binary else []
+    cols += [("loss", "loss")]
+    summary = info["summary"]
+    stats = [summary.get(k) for _, k in cols]
+    lines = ["", f"## Test set over {len(per_seed)} seeds", "",
+             f"The model, plots and checkpoint in this folder are those of seed "
+             f"{per_seed[0]['seed']}. ± is the sample standard deviation over the seeds; the "
+             "interval is the Student-t 95% confidence interval of the mean.", "",
+             "| seed | " + " | ".join(label for label, _ in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for entry in per_seed:
+        cells = [format_mean_std(entry["test"].get(k), None) for _, k in cols]
+        lines.append(f"| {entry['seed']} | " + " | ".join(cells) + " |")
+    lines.append("| mean ± std | " + " | ".join(
+        format_mean_std(s["mean"], s["std"]) if s else "" for s in stats) + " |")
+    lines.append("| 95% interval | " + " | ".join(format_interval(s) for s in stats) + " |")
+    return lines
 
 
 def write_report(out: Path, result: TrainResult, info: dict[str, Any]) -> None:
@@ -190,36 +303,40 @@ def write_report(out: Path, result: TrainResult, info: dict[str, Any]) -> None:
     )
 
 
-def retrain(exp_dir: Path, opts: RetrainOptions) -> Path:
-    """Re-train, evaluate and write ``exp_dir/best/``; returns the report's path."""
-    from scripts.sweep import code_version
-
-    if not exp_dir.is_dir():
-        raise ConfigError(f"{exp_dir}: no such results folder")
-    cfg, epochs, info = resolve_run(exp_dir, opts)
-    metric = info["objective"]["metric"]
+def _train_and_test(cfg: TrainConfig, epochs: int, objective: dict[str, str],
+                    opts: RetrainOptions) -> tuple[TrainResult, dict[str, Any]]:
     result = train(
-        cfg, data_dir=opts.data_dir, objective=metric, mode=info["objective"]["mode"],
+        cfg, data_dir=opts.data_dir, objective=objective["metric"], mode=objective["mode"],
         accelerator=opts.accelerator, progress_bar=True, run_test=True, stop_after=epochs,
         train_on=opts.train_on,
     )
-    test = test_metrics(result)
-    names = [str(n) for n in result.datamodule.class_names]
-    last = result.history[-1]
-    info |= {
-        "config": cfg.to_dict(),
-        "epochs": epochs,
-        "train_on": opts.train_on,
-        "code_version": code_version(),
-        "retrain_value": float(last.get(metric, math.nan)),
-        "validation": {k: v for k, v in last.items() if k.startswith("val_")},
-        "test": test,
-        "param_count": result.param_count,
-        "train_time_s": result.train_time_s,
-        "class_names": names,
-        "most_confused": most_confused(np.asarray(test["confusion"]), names),
-    }
-    # Build the report beside the old one and swap it in whole: never half a report.
+    return result, test_metrics(result)
+
+
+def _retrain_value(result: TrainResult, metric: str) -> float:
+    return float(result.history[-1].get(metric, math.nan))
+
+
+def train_seeds(cfg: TrainConfig, seeds: Sequence[int], epochs: int, objective: dict[str, str],
+                opts: RetrainOptions) -> tuple[TrainResult, dict[str, Any], list[dict[str, Any]]]:
+    """Train and test ``cfg`` once per seed: the first seed's result and test metrics (for
+    the report), and every seed's scalar test metrics. Later seeds' models are not kept."""
+    first: tuple[TrainResult, dict[str, Any]] | None = None
+    per_seed = []
+    for i, seed in enumerate(seeds, 1):
+        if len(seeds) > 1:
+            print(f"Seed {seed} ({i} of {len(seeds)})", flush=True)
+        result, test = _train_and_test(replace(cfg, seed=seed), epochs, objective, opts)
+        per_seed.append({"seed": seed, "test": scalar_test(test),
+                         "retrain_value": _retrain_value(result, objective["metric"]),
+                         "train_time_s": result.train_time_s})
+        first = first or (result, test)
+    assert first is not None  # retrain_seeds gives at least one seed
+    return first[0], first[1], per_seed
+
+
+def _swap_in(exp_dir: Path, result: TrainResult, info: dict[str, Any]) -> Path:
+    """Build the report beside the old one and swap it in whole: never half a report."""
     tmp = Path(tempfile.mkdtemp(dir=exp_dir, prefix=f".{BEST_DIR}-"))
     try:
         write_report(tmp, result, info)
@@ -233,4 +350,36 @@ def retrain(exp_dir: Path, opts: RetrainOptions) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return final / "report.md"
+    return final
+
+
+def retrain(exp_dir: Path, opts: RetrainOptions) -> Path:
+    """Re-train (once per seed), evaluate and write ``exp_dir/best/``; returns the report's
+    path. With several seeds the report's model, plots and per-class figures are the first
+    seed's, and ``metrics.json`` adds every seed's test metrics and their summary."""
+    from scripts.sweep import code_version
+
+    if not exp_dir.is_dir():
+        raise ConfigError(f"{exp_dir}: no such results folder")
+    cfg, epochs, info = resolve_run(exp_dir, opts)
+    seeds = retrain_seeds(cfg, opts)
+    metric = info["objective"]["metric"]
+    result, test, per_seed = train_seeds(cfg, seeds, epochs, info["objective"], opts)
+    names = [str(n) for n in result.datamodule.class_names]
+    info |= {
+        "config": result.config.to_dict(),
+        "epochs": epochs,
+        "train_on": opts.train_on,
+        "code_version": code_version(),
+        "retrain_value": _retrain_value(result, metric),
+        "validation": {k: v for k, v in result.history[-1].items() if k.startswith("val_")},
+        "test": test,
+        "param_count": result.param_count,
+        "train_time_s": result.train_time_s,
+        "class_names": names,
+        "most_confused": most_confused(np.asarray(test["confusion"]), names),
+        "seeds": seeds,
+        "per_seed": per_seed,
+        "summary": summarize_seeds(per_seed),
+    }
+    return _swap_in(exp_dir, result, info) / "report.md"

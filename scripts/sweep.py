@@ -60,9 +60,9 @@ from scripts.leaderboard import (
     write_pareto_plot,
 )
 from scripts.schedulers import OBJECTIVE_SO_FAR, decision_epochs, make_scheduler
-from scripts.versions import check_pinned_versions
 from scripts.train import EpochHistory, train
 from scripts.trial_space import sampled_params, trial_config
+from scripts.versions import check_pinned_versions
 from search_spaces.schema import SearchSpace, parse_space
 from search_spaces.typed import ConfigError
 

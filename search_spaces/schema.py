@@ -159,8 +159,7 @@ class GpSampler:
 class CmaEsSampler:
     name: Literal["cmaes"] = "cmaes"
     n_startup_trials: int | None = None
-    sigma0: float | None = None
-    restart_strategy: Literal["ipop", "bipop"] | None = None
+    popsize: int | None = None
     seed: int | None = None
 
 

@@ -12,15 +12,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 import torch
 import yaml
+from optuna.trial import TrialState
 
 from lightning_modules.classifier import ClassifierModule
 from scripts.compare import compare
 from scripts.leaderboard import LEADERBOARD, rebuild_leaderboard
 from scripts.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
+from scripts.searcher import open_journal
 from scripts.sweep import SweepOptions, run_sweep
 from search_spaces.schema import parse_space
 from search_spaces.typed import ConfigError
@@ -99,6 +102,46 @@ def test_sweep_records_completed_early_stopped_and_errored_trials(tiny_sweep):
     pd.testing.assert_frame_equal(rebuilt[key], written[key])
 
 
+def _epoch_results(exp_dir: Path) -> dict[str, list[dict]]:
+    """Each trial's per-epoch results as Ray recorded them (its result.json)."""
+    out = {}
+    for path in (exp_dir / "ray").rglob("result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows:
+            out[rows[0]["trial_id"]] = rows
+    return out
+
+
+def test_optuna_study_records_what_the_sweep_did(tiny_sweep):
+    """The Optuna study holds each Ray trial with the leaderboard's status (PRUNED for the
+    early-stopped one), its value, and every epoch as an intermediate value."""
+    exp_dir = tiny_sweep.exp_dir
+    board = pd.read_csv(exp_dir / LEADERBOARD, dtype={"trial_id": str})
+    meta = json.loads((exp_dir / "sweep.json").read_text())
+    study = optuna.load_study(study_name=meta["study_name"],
+                              storage=open_journal(str(exp_dir / "optuna.log")))
+    trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert set(trials) == set(board.trial_id) and len(study.trials) == len(board)
+    states = {"completed": TrialState.COMPLETE, "early-stopped": TrialState.PRUNED,
+              "errored": TrialState.FAIL}
+    epochs = _epoch_results(exp_dir)
+    for _, row in board.iterrows():
+        trial = trials[row.trial_id]
+        assert trial.state == states[row.status], row.trial_id
+        assert trial.user_attrs["status"] == row.status
+        assert trial.user_attrs["epochs_run"] == row.epochs_run
+        if row.status == "errored":
+            assert trial.value is None and not trial.intermediate_values
+            continue
+        assert trial.value == row.val_acc  # the best epoch's, as the leaderboard says
+        assert trial.user_attrs["param_count"] == row.param_count
+        # Step k holds the objective after k epochs: the best val_acc of epochs 1..k.
+        per_epoch = [r["val_acc"] for r in epochs[row.trial_id]]
+        assert trial.intermediate_values == {
+            k: max(per_epoch[:k]) for k in range(1, row.epochs_run + 1)}
+    assert sum(t.state == TrialState.PRUNED for t in study.trials) == 1
+
+
 def test_retrain_and_compare_write_consistent_reports(tiny_sweep, mnist_subset_dir: Path):
     exp_dir = tiny_sweep.exp_dir
     report = retrain(exp_dir, RetrainOptions(data_dir=str(mnist_subset_dir), accelerator="cpu"))
@@ -137,6 +180,41 @@ def test_retrain_and_compare_write_consistent_reports(tiny_sweep, mnist_subset_d
         retrain(exp_dir / "best", RetrainOptions())
 
 
+def test_multi_objective_sweep_ranks_the_pareto_front_and_draws_it(
+    ray_session, mnist_subset_dir: Path, tmp_path: Path
+):
+    raw = json.loads(json.dumps(SMALL_MLP))
+    raw["experiment"] = "pareto"
+    raw["search"] = {"model.hidden": {"type": "list", "length": 1,
+                                      "each": {"type": "choice", "values": [8, 32, 128]}}}
+    raw["start_points"] = [{"model.hidden": [w]} for w in (8, 32, 128)]
+    raw["optimizer"] = {"name": "sgd", "momentum": 0.9, "lr": 0.05}
+    raw["objective"] = [{"metric": "val_acc", "mode": "max"},
+                        {"metric": "param_count", "mode": "min"}]
+    raw["budget"] = {"num_samples": 3, "max_epochs": 2}
+    outcome = run_sweep(parse_space(raw, "pareto.yaml"), raw, SweepOptions(
+        results_dir=tmp_path, data_dir=str(mnist_subset_dir), verbose=False))
+    board = pd.read_csv(outcome.leaderboard, dtype={"trial_id": str})
+    assert list(board.columns[:2]) == ["rank", "pareto_rank"]
+    assert set(board.status) == {"completed"} and len(board) == 3
+    # The smallest model is on the front whatever its accuracy, and so is the most accurate.
+    front = board[board.pareto_rank == 0]
+    assert board.param_count.min() in set(front.param_count)
+    assert board.val_acc.max() in set(front.val_acc)
+    assert (board.pareto_rank.diff().dropna() >= 0).all()  # ranked by front first
+    png = outcome.exp_dir / "pareto_front.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = json.loads((outcome.exp_dir / "sweep.json").read_text())
+    study = optuna.load_study(study_name=meta["study_name"],
+                              storage=open_journal(str(outcome.exp_dir / "optuna.log")))
+    assert len(study.directions) == 2
+    told = {t.user_attrs["ray_trial_id"]: t.values for t in study.trials}
+    assert told == {row.trial_id: [row.val_acc, row.param_count] for row in board.itertuples()}
+    shown = subprocess.run(_cli("leaderboard", str(outcome.exp_dir)), capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0 and "Pareto front" in shown.stdout, shown.stdout
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "scripts.cli", *args]
 
@@ -166,7 +244,7 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(
     finished_before: pd.DataFrame | None = None
     while time.monotonic() < deadline:
         if board_path.is_file():
-            board = pd.read_csv(board_path)
+            board = pd.read_csv(board_path, dtype={"trial_id": str})
             done = board[board.status == "completed"]
             if len(done) >= 2:
                 finished_before = done
@@ -179,13 +257,13 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(
     else:
         proc.kill()  # a crashed driver: SIGKILL, nothing runs after it
     out, _ = proc.communicate(timeout=120)
-    interrupted = pd.read_csv(board_path)
+    interrupted = pd.read_csv(board_path, dtype={"trial_id": str})
     assert len(interrupted) < samples or (interrupted.status != "completed").any(), out
 
     resumed = subprocess.run(_cli("sweep", str(space_file), "--resume", *common), env=env,
                              capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    final = pd.read_csv(board_path)
+    final = pd.read_csv(board_path, dtype={"trial_id": str})
     assert len(final) == samples and final.trial_id.is_unique
     # A trial that was running (or had just reported its last epoch) when the sweep was
     # stopped continues from its checkpoint: it ends completed, not cut short.
@@ -194,6 +272,16 @@ def test_interrupted_sweep_resumes_without_losing_or_repeating_trials(
     kept = final.set_index("trial_id").loc[finished_before.trial_id]
     assert list(kept["val_acc"]) == list(finished_before["val_acc"])
     assert list(kept["train_time_s"]) == list(finished_before["train_time_s"])
+    # The searcher's state came back too: the study holds each trial once, told as the
+    # leaderboard says, and nothing left running.
+    meta = json.loads((results / "resumable" / "sweep.json").read_text())
+    study = optuna.load_study(study_name=meta["study_name"],
+                              storage=open_journal(str(results / "resumable" / "optuna.log")))
+    told = [t for t in study.trials if t.state != TrialState.FAIL]
+    assert sorted(t.user_attrs["ray_trial_id"] for t in told) == sorted(final.trial_id)
+    assert {t.state for t in told} == {TrialState.COMPLETE}
+    values = {t.user_attrs["ray_trial_id"]: t.value for t in told}
+    assert values == dict(zip(final.trial_id, final.val_acc, strict=True))
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path: Path):
@@ -255,3 +343,46 @@ def test_local_sweep_runs_its_trials_in_ray_s_warm_workers(mnist_subset_dir: Pat
     pids = {pid for pid, _ in report["trials"]}
     assert len(report["trials"]) == 4 and pids and pids <= set(report["warm"]), report
     assert {data for _, data in report["trials"]} == {"object-store"}
+
+
+def test_retrain_with_seeds_summarises_the_test_metrics_over_them(tiny_sweep,
+                                                                   mnist_subset_dir: Path):
+    exp_dir = tiny_sweep.exp_dir
+    common = {"data_dir": str(mnist_subset_dir), "accelerator": "cpu"}
+    single = json.loads(
+        (retrain(exp_dir, RetrainOptions(**common)).parent / "metrics.json").read_text())
+    s = int(pd.read_csv(exp_dir / LEADERBOARD)["seed"].iloc[0])
+    assert single["seeds"] == [s] and len(single["per_seed"]) == 1
+    assert single["summary"]["accuracy"]["std"] is None
+
+    report = retrain(exp_dir, RetrainOptions(seeds=3, **common))
+    metrics = json.loads((report.parent / "metrics.json").read_text())
+    assert metrics["seeds"] == [s, s + 1, s + 2]
+    assert [e["seed"] for e in metrics["per_seed"]] == [s, s + 1, s + 2]
+    # The first seed is the sweep trial's own: the same run as a single-seed re-train, and
+    # the folder's model and figures are its.
+    assert metrics["per_seed"][0]["test"]["accuracy"] == single["test"]["accuracy"]
+    assert metrics["test"]["accuracy"] == single["test"]["accuracy"]
+    assert metrics["config"]["seed"] == s
+    assert abs(metrics["retrain_value"] - metrics["sweep_value"]) <= REPRODUCE_TOLERANCE
+    accs = np.array([e["test"]["accuracy"] for e in metrics["per_seed"]])
+    assert len(set(accs)) > 1, "different seeds gave identical runs"
+    acc = metrics["summary"]["accuracy"]
+    assert acc["n"] == 3
+    assert acc["mean"] == pytest.approx(accs.mean())
+    assert acc["std"] == pytest.approx(accs.std(ddof=1))
+    assert acc["ci95_low"] < acc["mean"] < acc["ci95_high"]
+    assert set(metrics["summary"]) == {"accuracy", "macro_f1", "loss"}
+    text = report.read_text()
+    assert "## Test set over 3 seeds" in text and "| seed | accuracy | F1 | loss |" in text
+    for e in metrics["per_seed"]:
+        assert f"| {e['seed']} | {e['test']['accuracy']:.4f} |" in text
+    assert f"| mean ± std | {acc['mean']:.4f} ± {acc['std']:.4f} |" in text
+
+    compare(exp_dir.parent)
+    row = pd.read_csv(exp_dir.parent / "comparison.csv").iloc[0]
+    assert row["test_acc"] == pytest.approx(accs.mean())
+    assert row["test_acc_std"] == pytest.approx(accs.std(ddof=1))
+    assert row["seeds"] == 3
+    assert f"{accs.mean():.4f} ± {accs.std(ddof=1):.4f}" in (
+        exp_dir.parent / "comparison.md").read_text()
