@@ -39,10 +39,11 @@ from lightning_modules.optim import build_optimizer
 from lightning_modules.presets import PRESETS
 from scripts.config import TrainConfig, preset_sections, train_config_from_sections
 from scripts.leaderboard import atomic_write_text
+from scripts.search_bench import bench_search
 from scripts.train import plain_cuda_check, train
 
 TRAIN_MODELS = ("mlp_784_300_10", "hog_mlp_392_128_10", "cnn_7465")
-PARTS = ("train", "sweep", "hog", "gpu")
+PARTS = ("train", "sweep", "hog", "gpu", "search")
 
 # The targets (full mode, on our 2-core machine).
 MAX_TRAIN_RATIO = 1.15
@@ -642,6 +643,7 @@ def run_bench(quick: bool, out: Path, data_dir: str | None,
         ("sweep", lambda: bench_sweep(data_dir, mode)),
         ("gpu", lambda: bench_training(data_dir, mode, device="cuda")
          + bench_gpu_sharing(data_dir, mode)),
+        ("search", lambda: bench_search(data_dir, quick, out, Figure)),
     ]
     try:
         for part, run in steps:

@@ -291,8 +291,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from scripts.bench import run_bench
 
-    # The quick run (CI's) must not overwrite the full figures the README quotes.
-    out = args.out or ("results/bench.csv" if args.full else "results/bench-quick.csv")
+    # The quick run (CI's) must not overwrite the full figures the README quotes, nor a run
+    # of some parts the figures of all.
+    parts = "".join(f"-{p}" for p in args.only or ())
+    out = args.out or f"results/bench{parts}{'' if args.full else '-quick'}.csv"
     run_bench(quick=not args.full, out=Path(out), data_dir=args.data_dir, parts=args.only)
     return 0
 
@@ -396,9 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode = bn.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="seconds-long run (default)")
     mode.add_argument("--full", action="store_true", help="the figures the README quotes")
-    bn.add_argument("--only", nargs="*", choices=["train", "sweep", "hog", "gpu"])
-    bn.add_argument("--out", help="CSV to write (default: results/bench.csv for --full, "
-                    "results/bench-quick.csv otherwise)")
+    bn.add_argument("--only", nargs="*", choices=["train", "sweep", "hog", "gpu", "search"],
+                    help="the parts to run (default: all): training speed, sweep efficiency, "
+                    "HOG extraction, GPU paths, search efficiency against random search and "
+                    "plain Optuna")
+    bn.add_argument("--out", help="CSV to write (default: results/bench[-PARTS].csv for "
+                    "--full, results/bench[-PARTS]-quick.csv otherwise)")
     _add_data_dir(bn)
     bn.set_defaults(func=cmd_bench)
     return parser

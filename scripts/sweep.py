@@ -743,6 +743,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
                 name=RAY_DIR,
                 storage_path=storage_path,
                 callbacks=[callback],
+                stop=TotalEpochs(space.budget.total_epochs) if space.budget.total_epochs else None,
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
                 # Two: Tune deletes the older checkpoint as soon as a new one is registered,
@@ -776,7 +777,25 @@ def _ended_short(exp_dir: Path, space: SearchSpace) -> bool:
     statuses = read_leaderboard(exp_dir)["status"]
     if set(statuses) & {STATUS_RUNNING, STATUS_PENDING}:
         return True
-    return space.budget.time_budget_s is None and len(statuses) < space.budget.num_samples
+    budget = space.budget
+    limited = budget.time_budget_s is not None or budget.total_epochs is not None
+    return not limited and len(statuses) < budget.num_samples
+
+
+class TotalEpochs(tune.Stopper):
+    """Ends the sweep once its trials have trained ``limit`` epochs in all (each trial
+    counted up to the latest epoch it reported)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.epochs: dict[str, int] = {}
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.epochs[trial_id] = max(self.epochs.get(trial_id, 0), int(result.get("epoch", 0)))
+        return False
+
+    def stop_all(self) -> bool:
+        return sum(self.epochs.values()) >= self.limit
 
 
 def _say_placement(

@@ -240,6 +240,9 @@ class Budget:
     grace_period: int = 1
     reduction_factor: int = 2
     time_budget_s: float | None = None
+    # Stop the sweep once its trials have trained this many epochs in all: the same compute
+    # for any sampler or scheduler (trials still running then are stopped).
+    total_epochs: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "max_epochs", "grace_period"):
@@ -253,6 +256,8 @@ class Budget:
             raise ConfigError(
                 f"budget.grace_period: {self.grace_period} exceeds max_epochs {self.max_epochs}"
             )
+        if self.total_epochs is not None and self.total_epochs < 1:
+            raise ConfigError(f"budget.total_epochs: must be at least 1, got {self.total_epochs}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ConfigError(f"budget.time_budget_s: must be positive, got {self.time_budget_s}")
 
