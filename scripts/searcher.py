@@ -43,6 +43,9 @@ OPTUNA_STATE = {
     STATUS_ERRORED: TrialState.FAIL,
 }
 
+# The parts of a trial's latest result that its final tell needs.
+_KEPT = ("epoch", OBJECTIVE_SO_FAR, "param_count", "best_epoch")
+
 _SAMPLER_CLASSES = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
@@ -96,6 +99,7 @@ class OptunaSearcher(Searcher):
         self._sampler = make_sampler(space.sampler, space.seed)
         self._numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
         self._last_step: dict[str, int] = {}
+        self._last_result: dict[str, dict[str, Any]] = {}  # what a failure's tell reuses
         self._finished: set[str] = set()
         self._storage: JournalStorage | None = None
         self._study: optuna.Study | None = None
@@ -122,6 +126,7 @@ class OptunaSearcher(Searcher):
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self._trial(trial_id)
         if trial is not None and trial_id not in self._finished:
+            self._last_result[trial_id] = {k: result[k] for k in _KEPT if k in result}
             self._report(trial_id, trial, result)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
@@ -129,7 +134,8 @@ class OptunaSearcher(Searcher):
         trial = self._trial(trial_id)
         if trial is None or trial_id in self._finished:
             return
-        result = result or {}
+        # An errored trial comes without a result: its last reported one stands in.
+        result = result or self._last_result.pop(trial_id, {})
         # Tune hands a trial's last result to this method instead of on_trial_result.
         self._report(trial_id, trial, result)
         epochs = int(result.get("epoch", 0) or 0)
@@ -147,6 +153,7 @@ class OptunaSearcher(Searcher):
         self.study.tell(trial.number, values if state == TrialState.COMPLETE else None,
                         state=state, skip_if_finished=True)
         self._finished.add(trial_id)
+        self._last_result.pop(trial_id, None)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as out:
@@ -157,6 +164,7 @@ class OptunaSearcher(Searcher):
             state = pickle.load(src)
         self._numbers = dict(state["numbers"])
         self._last_step = dict(state["last_step"])
+        self._last_result = dict(state["last_result"])
         self._finished = set(state["finished"])
         self._sampler = state["sampler"]
         self._storage, self._study, self._trials = None, None, {}
@@ -214,6 +222,7 @@ class OptunaSearcher(Searcher):
 
     def _state(self) -> dict[str, Any]:
         return {"numbers": self._numbers, "last_step": self._last_step,
+                "last_result": self._last_result,
                 "finished": sorted(self._finished), "sampler": self._sampler}
 
     def __getstate__(self) -> dict[str, Any]:

@@ -169,7 +169,7 @@ def test_searcher_tells_optuna_what_happened_to_each_trial(tmp_path: Path):
     searcher.on_trial_result("ray-b", _result(1, 0.3))
     searcher.on_trial_complete("ray-b", _result(2, 0.4))
     searcher.on_trial_result("ray-c", _result(1, 0.2))
-    searcher.on_trial_complete("ray-c", _result(1, 0.2), error=True)
+    searcher.on_trial_complete("ray-c", None, error=True)  # as Tune tells an error
 
     trials = {t.user_attrs["ray_trial_id"]: t for t in _study(tmp_path).trials}
     a, b, c = trials["ray-a"], trials["ray-b"], trials["ray-c"]
@@ -181,7 +181,8 @@ def test_searcher_tells_optuna_what_happened_to_each_trial(tmp_path: Path):
                                                          {1: 0.3, 2: 0.4})
     assert b.user_attrs["status"] == "early-stopped" and b.user_attrs["epochs_run"] == 2
     assert (c.state, c.value) == (TrialState.FAIL, None)
-    assert c.user_attrs["status"] == "errored"
+    assert c.user_attrs["status"] == "errored" and c.user_attrs["epochs_run"] == 1
+    assert c.intermediate_values == {1: 0.2}
 
 
 def test_searcher_resumes_from_its_saved_state(tmp_path: Path):

@@ -141,6 +141,37 @@ def test_optuna_study_records_what_the_sweep_did(tiny_sweep):
             k: max(per_epoch[:k]) for k in range(1, row.epochs_run + 1)}
     assert sum(t.state == TrialState.PRUNED for t in study.trials) == 1
 
+    # optuna-dashboard reads the same: its REST API, as its web page asks it.
+    summaries = _dashboard_get(exp_dir / "optuna.log", "/api/studies")["study_summaries"]
+    (summary,) = summaries
+    shown = _dashboard_get(exp_dir / "optuna.log", f"/api/studies/{summary['study_id']}")
+    dashboard_states = {"completed": "Complete", "early-stopped": "Pruned", "errored": "Fail"}
+    by_id = {next(a["value"] for a in t["user_attrs"] if a["key"] == "ray_trial_id"): t
+             for t in shown["trials"]}
+    for _, row in board.iterrows():
+        trial = by_id[row.trial_id]
+        assert trial["state"] == dashboard_states[row.status]
+        if row.status != "errored":
+            assert trial["values"] == [row.val_acc]
+            assert [v["step"] for v in trial["intermediate_values"]] == list(
+                range(1, row.epochs_run + 1))
+
+
+def _dashboard_get(journal: Path, path: str) -> dict:
+    """A GET on optuna-dashboard's WSGI app over the journal (no server, no network)."""
+    from wsgiref.util import setup_testing_defaults
+
+    import optuna_dashboard
+
+    environ: dict = {}
+    setup_testing_defaults(environ)
+    environ["PATH_INFO"] = path
+    statuses: list[str] = []
+    app = optuna_dashboard.wsgi(open_journal(str(journal)))
+    body = b"".join(app(environ, lambda status, headers, exc=None: statuses.append(status)))
+    assert statuses == ["200 OK"], statuses
+    return json.loads(body)
+
 
 def test_retrain_and_compare_write_consistent_reports(tiny_sweep, mnist_subset_dir: Path):
     exp_dir = tiny_sweep.exp_dir
@@ -213,6 +244,23 @@ def test_multi_objective_sweep_ranks_the_pareto_front_and_draws_it(
     shown = subprocess.run(_cli("leaderboard", str(outcome.exp_dir)), capture_output=True,
                            text=True, timeout=120)
     assert shown.returncode == 0 and "Pareto front" in shown.stdout, shown.stdout
+
+
+def test_total_epochs_ends_the_sweep_once_its_trials_trained_that_many(
+    ray_session, mnist_subset_dir: Path, tmp_path: Path
+):
+    raw = json.loads(json.dumps(SMALL_MLP))
+    raw["experiment"] = "epoch_budget"
+    raw.pop("start_points")
+    raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
+    raw["budget"] = {"num_samples": 20, "max_epochs": 2, "grace_period": 2, "total_epochs": 5}
+    outcome = run_sweep(parse_space(raw, "budget.yaml"), raw, SweepOptions(
+        results_dir=tmp_path, data_dir=str(mnist_subset_dir), verbose=False))
+    board = pd.read_csv(outcome.leaderboard)
+    # One trial at a time: 2 + 2 + 1 epochs, the third trial stopped when the budget ran out.
+    assert board.epochs_run.sum() == 5 and len(board) == 3, board
+    assert sorted(board.status) == ["completed", "completed", "early-stopped"]
+    assert not outcome.interrupted  # a spent budget is not an interruption
 
 
 def _cli(*args: str) -> list[str]:
