@@ -16,8 +16,6 @@ asserted, so a slow or busy machine never fails a build.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import os
@@ -39,7 +37,7 @@ from lightning_modules.optim import build_optimizer
 from lightning_modules.presets import PRESETS
 from scripts.config import TrainConfig, preset_sections, train_config_from_sections
 from scripts.leaderboard import atomic_write_text
-from scripts.search_bench import bench_search
+from scripts.search_bench import bench_search, rows_csv
 from scripts.train import plain_cuda_check, train
 
 TRAIN_MODELS = ("mlp_784_300_10", "hog_mlp_392_128_10", "cnn_7465")
@@ -615,13 +613,7 @@ def format_table(figures: Iterable[Figure]) -> str:
 
 def format_csv(figures: Iterable[Figure], context: dict[str, Any]) -> str:
     """One row per figure, with its ratio and the run's ``context`` (mode, machine)."""
-    rows = [{**asdict(f), "ratio": f.ratio, **context} for f in figures]
-    out = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return out.getvalue()
+    return rows_csv([{**asdict(f), "ratio": f.ratio, **context} for f in figures])
 
 
 def run_bench(quick: bool, out: Path, data_dir: str | None,

@@ -13,6 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def confusion_matrix(cm: np.ndarray, names: Sequence[str], path: Path, title: str) -> None:
     cm = np.asarray(cm)
     size = max(4.0, 0.6 * len(names) + 2)
@@ -28,9 +34,7 @@ def confusion_matrix(cm: np.ndarray, names: Sequence[str], path: Path, title: st
     for (i, j), value in np.ndenumerate(cm):
         ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
                 color="white" if value > threshold else "black")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def learning_curves(history: Sequence[dict[str, float]], path: Path, title: str) -> None:
@@ -46,9 +50,7 @@ def learning_curves(history: Sequence[dict[str, float]], path: Path, title: str)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{title}: learning curves")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def roc_curve(scores: np.ndarray, targets: np.ndarray, path: Path, title: str) -> None:
@@ -64,9 +66,7 @@ def roc_curve(scores: np.ndarray, targets: np.ndarray, path: Path, title: str) -
     ax.set_ylabel("true positive rate (sensitivity)")
     ax.set_title(f"{title}: ROC (test)")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def pareto_front(points: Sequence[tuple[float, float, int]], labels: tuple[str, str],
@@ -87,6 +87,4 @@ def pareto_front(points: Sequence[tuple[float, float, int]], labels: tuple[str, 
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"{title}: Pareto front")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)

@@ -303,7 +303,8 @@ def _quartile_text(values: Sequence[float]) -> str:
 # --------------------------------------------------------------------------------- output
 
 
-def curves_csv(rows: Sequence[dict[str, Any]]) -> str:
+def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """A CSV with a column per key of the first row."""
     out = io.StringIO()
     if rows:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
@@ -369,7 +370,7 @@ def bench_search(data_dir: str | None, quick: bool, out: Path, figure: Any) -> l
     figures = search_figures(runs, mode, figure)
     target = search_target(runs)
     stem = out.parent / f"search-curves{'-quick' if quick else ''}"
-    atomic_write_text(stem.with_suffix(".csv"), curves_csv(rows))
+    atomic_write_text(stem.with_suffix(".csv"), rows_csv(rows))
     plot_curves(rows, target, stem.with_suffix(".png"))
     print(f"Anytime curves: {stem}.csv, {stem}.png", flush=True)
     return figures
