@@ -37,6 +37,7 @@ from lightning_modules.optim import build_optimizer
 from lightning_modules.presets import PRESETS
 from scripts.config import TrainConfig, preset_sections, train_config_from_sections
 from scripts.leaderboard import atomic_write_text
+from scripts.search_bench import SPACE_FILE as SEARCH_SPACE_FILE
 from scripts.search_bench import bench_search, rows_csv
 from scripts.train import plain_cuda_check, train
 
@@ -617,7 +618,8 @@ def format_csv(figures: Iterable[Figure], context: dict[str, Any]) -> str:
 
 
 def run_bench(quick: bool, out: Path, data_dir: str | None,
-              parts: Sequence[str] | None = None) -> list[Figure]:
+              parts: Sequence[str] | None = None,
+              search_space: Path | None = None) -> list[Figure]:
     """Run the chosen ``parts`` (default: all), print the table and write it to ``out``."""
     mode = QUICK if quick else FULL
     parts = list(parts or PARTS)
@@ -635,7 +637,8 @@ def run_bench(quick: bool, out: Path, data_dir: str | None,
         ("sweep", lambda: bench_sweep(data_dir, mode)),
         ("gpu", lambda: bench_training(data_dir, mode, device="cuda")
          + bench_gpu_sharing(data_dir, mode)),
-        ("search", lambda: bench_search(data_dir, quick, out, Figure)),
+        ("search", lambda: bench_search(data_dir, quick, out, Figure,
+                                        search_space or SEARCH_SPACE_FILE)),
     ]
     try:
         for part, run in steps:

@@ -295,7 +295,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     # of some parts the figures of all.
     parts = "".join(f"-{p}" for p in args.only or ())
     out = args.out or f"results/bench{parts}{'' if args.full else '-quick'}.csv"
-    run_bench(quick=not args.full, out=Path(out), data_dir=args.data_dir, parts=args.only)
+    space = Path(args.search_space) if args.search_space else None
+    if space is not None and not space.is_file():
+        raise UserError(f"--search-space {space}: search-space file not found")
+    run_bench(quick=not args.full, out=Path(out), data_dir=args.data_dir, parts=args.only,
+              search_space=space)
     return 0
 
 
@@ -402,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the parts to run (default: all): training speed, sweep efficiency, "
                     "HOG extraction, GPU paths, search efficiency against random search and "
                     "plain Optuna")
+    bn.add_argument("--search-space", help="the space the search part searches "
+                    "(default: search_spaces/mnist_hog_mlp.yaml)")
     bn.add_argument("--out", help="CSV to write (default: results/bench[-PARTS].csv for "
                     "--full, results/bench[-PARTS]-quick.csv otherwise)")
     _add_data_dir(bn)

@@ -1,13 +1,14 @@
 """``hpsearch bench --only search``: does the search pay?
 
-Four ways to search the HOG-MLP space (``search_spaces/mnist_hog_mlp.yaml``, without its
-start points), each with the same budget of training epochs (``budget.total_epochs``) and
-run as a command of its own from a cold start, once per seed:
+Five ways to search a space (by default the HOG MLP's, ``search_spaces/mnist_hog_mlp.yaml``,
+without its start points), each with the same budget of training epochs
+(``budget.total_epochs``) and run as a command of its own from a cold start, once per seed:
 
 - (a) ``tpe+asha``: hpsearch's default, ``hpsearch sweep``;
 - (b) ``random+asha``: ``hpsearch sweep`` with ``sampler: random``;
 - (c) ``random``: ``hpsearch sweep`` with ``sampler: random`` and ``scheduler: none``;
-- (d) ``optuna``: plain Optuna in one process, no Ray (:mod:`scripts.plain_optuna`).
+- (d) ``optuna``: plain Optuna in one process, no Ray (:mod:`scripts.plain_optuna`);
+- (e) ``tpe4+asha``: (a) with 4 random start-up trials instead of Optuna's 10.
 
 Every epoch any trial trains is an event (its time and validation accuracy); a run's anytime
 curve is the best validation accuracy so far against cumulative epochs and against seconds
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+# The default space: the HOG MLP's epochs are short. ``--search-space`` picks another.
 SPACE_FILE = Path(__file__).resolve().parents[1] / "search_spaces" / "mnist_hog_mlp.yaml"
 TIMEOUT_S = 1800  # one run; a hung command fails the bench instead of hanging it
 
@@ -93,9 +95,10 @@ class Run:
     stopped_early: int
 
 
-def bench_space(mode: SearchMode, method: Method, seed: int) -> dict[str, Any]:
-    """The HOG-MLP space as the method searches it, with the mode's epoch budget."""
-    raw = yaml.safe_load(SPACE_FILE.read_text())
+def bench_space(mode: SearchMode, method: Method, seed: int,
+                space_file: Path = SPACE_FILE) -> dict[str, Any]:
+    """The space as the method searches it, with the mode's epoch budget."""
+    raw = yaml.safe_load(space_file.read_text())
     raw = copy.deepcopy(raw)
     raw.pop("start_points", None)  # random search would not be random with them
     raw["experiment"] = f"search-{method.name}-{seed}"
@@ -115,6 +118,8 @@ def warm_hog_cache(raw: dict[str, Any], data_dir: str | None) -> None:
     from datamodules import build_datamodule, data_config_from_dict
 
     search = raw["search"]
+    if "data.pixels_per_cell" not in search:
+        return  # not a HOG space
     for cells in search["data.pixels_per_cell"]["values"]:
         for orientations in search["data.orientations"]["values"]:
             data = {**raw["data"], "pixels_per_cell": cells, "orientations": orientations}
@@ -139,12 +144,14 @@ def sweep_events(exp_dir: Path) -> list[dict[str, Any]]:
     return events
 
 
-def run_method(mode: SearchMode, method: Method, seed: int, data_dir: str | None) -> Run:
+def run_method(mode: SearchMode, method: Method, seed: int, data_dir: str | None,
+               space: Path = SPACE_FILE) -> Run:
     """Run one method for one seed as a separate command and collect its events."""
     with tempfile.TemporaryDirectory(prefix="hpsearch-search-bench-") as tmp:
         work = Path(tmp)
         space_file = work / "space.yaml"
-        space_file.write_text(yaml.safe_dump(bench_space(mode, method, seed), sort_keys=False))
+        raw = bench_space(mode, method, seed, space)
+        space_file.write_text(yaml.safe_dump(raw, sort_keys=False))
         started = time.time()
         proc = subprocess.run(_command(method, space_file, work, data_dir),
                               capture_output=True, text=True, timeout=TIMEOUT_S)
@@ -313,7 +320,8 @@ def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def plot_curves(rows: Sequence[dict[str, Any]], target: float, path: Path) -> None:
+def plot_curves(rows: Sequence[dict[str, Any]], target: float, path: Path,
+                experiment: str) -> None:
     """Anytime curves: median best val_acc (the band: quartiles) against epochs and seconds."""
     import matplotlib
 
@@ -340,7 +348,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], target: float, path: Path) -> No
     if finite:
         axes[0].set_ylim(max(min(finite), target - 0.03), None)
     axes[1].legend(loc="lower right", fontsize=8)
-    fig.suptitle("Search efficiency on the HOG-MLP space (median and quartiles over seeds)")
+    fig.suptitle(f"Search efficiency on {experiment} (median and quartiles over seeds)")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -348,17 +356,18 @@ def plot_curves(rows: Sequence[dict[str, Any]], target: float, path: Path) -> No
     os.replace(tmp, path)
 
 
-def bench_search(data_dir: str | None, quick: bool, out: Path, figure: Any) -> list[Any]:
+def bench_search(data_dir: str | None, quick: bool, out: Path, figure: Any,
+                 space: Path = SPACE_FILE) -> list[Any]:
     """Run every method for every seed of the mode; write the anytime curves (CSV, PNG)
     beside ``out`` and return the figures."""
     from scripts.leaderboard import atomic_write_text
 
     mode = QUICK if quick else FULL
-    warm_hog_cache(bench_space(mode, METHODS[0], 0), data_dir)
+    warm_hog_cache(bench_space(mode, METHODS[0], 0, space), data_dir)
     runs = []
     for seed in mode.seeds:  # methods interleaved, so that a slow spell hits them alike
         for method in METHODS:
-            run = run_method(mode, method, seed, data_dir)
+            run = run_method(mode, method, seed, data_dir, space)
             best = max((a for _, a in run.events), default=math.nan)
             print(f"  search {method.name} seed {seed}: best val_acc {best:.4f} in "
                   f"{len(run.events)} epochs, {run.trials} trials, command {run.wall_s:.1f} s",
@@ -369,8 +378,8 @@ def bench_search(data_dir: str | None, quick: bool, out: Path, figure: Any) -> l
     rows = curves(runs, mode.total_epochs, seconds)
     figures = search_figures(runs, mode, figure)
     target = search_target(runs)
-    stem = out.parent / f"search-curves{'-quick' if quick else ''}"
+    stem = out.parent / f"search-curves-{space.stem}{'-quick' if quick else ''}"
     atomic_write_text(stem.with_suffix(".csv"), rows_csv(rows))
-    plot_curves(rows, target, stem.with_suffix(".png"))
+    plot_curves(rows, target, stem.with_suffix(".png"), space.stem)
     print(f"Anytime curves: {stem}.csv, {stem}.png", flush=True)
     return figures

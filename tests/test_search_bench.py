@@ -18,6 +18,7 @@ from scripts.search_bench import (
     FULL,
     METHODS,
     QUICK,
+    SPACE_FILE,
     Run,
     bench_space,
     best_at_times,
@@ -82,10 +83,12 @@ def test_curves_give_quartiles_over_seeds_per_method_and_axis():
     assert {r["method"] for r in rows} == {"random"}
 
 
+@pytest.mark.parametrize("space_file", [SPACE_FILE, SPACE_FILE.with_name("mnist_mlp.yaml")],
+                         ids=lambda p: p.stem)
 @pytest.mark.parametrize("mode", [QUICK, FULL], ids=["quick", "full"])
-def test_each_method_searches_a_valid_space_with_the_same_epoch_budget(mode):
+def test_each_method_searches_a_valid_space_with_the_same_epoch_budget(mode, space_file):
     for method in METHODS:
-        raw = bench_space(mode, method, seed=3)
+        raw = bench_space(mode, method, seed=3, space_file=space_file)
         space = parse_space(raw, "bench.yaml")
         assert space.budget.total_epochs == mode.total_epochs and space.seed == 3
         assert not space.start_points
