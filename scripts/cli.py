@@ -100,7 +100,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def _train_config(args: argparse.Namespace) -> Any:
     import yaml
 
-    from scripts.config import TrainConfig, preset_sections, train_config_from_sections
+    from search_spaces.train_config import TrainConfig, preset_sections, train_config_from_sections
     from search_spaces.typed import ConfigError
 
     if args.preset:
@@ -137,7 +137,7 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from lightning_modules.summary import format_parameter_table, parameter_table
-    from scripts.report import format_metrics
+    from scripts.reports.format import format_metrics
     from scripts.train import train
 
     cfg = _train_config(args)
@@ -160,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import yaml
 
-    from scripts.sweep import SweepOptions, run_sweep
+    from scripts.tune.driver import SweepOptions, run_sweep
     from search_spaces.schema import load_space
 
     space = load_space(args.space)
@@ -208,7 +208,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         objectives,
         read_leaderboard,
         read_meta,
-        rebuild_leaderboard,
         summary_columns,
     )
 
@@ -216,6 +215,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not exp_dir.is_dir():
         raise UserError(f"{exp_dir}: no such results folder")
     if args.rebuild:
+        from scripts.tune.callback import rebuild_leaderboard  # imports Ray
+
         print(f"Rebuilt {rebuild_leaderboard(exp_dir)}")
     frame = read_leaderboard(exp_dir)
     meta = read_meta(exp_dir)
@@ -263,7 +264,7 @@ def _cell(value: Any) -> str:
 def cmd_retrain(args: argparse.Namespace) -> int:
     import json
 
-    from scripts.retrain import RetrainOptions, format_test_results, retrain
+    from scripts.reports.retrain import RetrainOptions, format_test_results, retrain
 
     out = retrain(
         Path(args.experiment),
@@ -281,7 +282,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from scripts.compare import compare
+    from scripts.reports.compare import compare
 
     table = compare(Path(args.results_dir))
     print(table)
@@ -289,7 +290,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from scripts.bench import run_bench
+    from scripts.bench.run import run_bench
 
     # The quick run (CI's) must not overwrite the full figures the README quotes, nor a run
     # of some parts the figures of all.

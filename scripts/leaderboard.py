@@ -1,8 +1,8 @@
 """Leaderboard CSVs: one row per trial, best first, written atomically.
 
-Rows are built from Ray Tune ``Trial`` objects, either live in the driver (the sweep's
-callback rewrites the CSV as trials finish) or read back from the Ray experiment folder
-(``hpsearch leaderboard --rebuild``); both go through :func:`trial_row`.
+Rows are built from Ray Tune ``Trial`` objects (duck-typed: no Ray here, so reports read
+these files without it), live or read back from Ray's folder (``scripts.tune.callback``);
+both go through :func:`trial_row`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from scripts.trial_space import sampled_params, trial_config
 from search_spaces.schema import SearchSpace
+from search_spaces.trials import sampled_params, trial_config
 from search_spaces.typed import ConfigError
 
 LEADERBOARD = "leaderboard.csv"
@@ -172,7 +172,7 @@ def objectives(meta: Mapping[str, Any]) -> list[dict[str, str]]:
 def _set_pareto_ranks(rows: list[dict[str, Any]], objs: list[dict[str, str]]) -> None:
     """``pareto_rank`` of the trials that ran all their epochs with a value for every
     objective (0 = on the front); the others get none."""
-    from scripts.pareto import pareto_ranks
+    from scripts.reports.pareto import pareto_ranks
 
     metrics = [o["metric"] for o in objs]
     scored = [row for row in rows if row.get("status") == STATUS_COMPLETED
@@ -246,7 +246,7 @@ def write_pareto_plot(exp_dir: Path, meta: Mapping[str, Any]) -> Path | None:
     objs = objectives(meta)
     if len(objs) < 2 or not (exp_dir / LEADERBOARD).is_file():
         return None
-    from scripts import plots  # matplotlib: only where a plot is drawn
+    from scripts.reports import plots  # matplotlib: only where a plot is drawn
 
     frame = read_leaderboard(exp_dir)
     y, x = objs[0]["metric"], objs[1]["metric"]
@@ -265,26 +265,6 @@ def ray_experiment_path(exp_dir: Path, meta: Mapping[str, Any]) -> str:
     sweep run with ``--storage`` (a shared path or a URI such as ``s3://…``)."""
     storage = meta.get("storage")
     return f"{storage}/{meta['experiment']}/{RAY_DIR}" if storage else str(exp_dir / RAY_DIR)
-
-
-def load_trials(exp_dir: Path) -> list[Any]:
-    """The Tune trials of an experiment folder, read from Ray's saved experiment state."""
-    from ray.tune import ExperimentAnalysis  # driver-side only
-
-    meta = read_meta(exp_dir) if (exp_dir / SWEEP_META).is_file() else {}
-    ray_dir = ray_experiment_path(exp_dir, meta)
-    if not meta.get("storage") and not Path(ray_dir).is_dir():
-        raise ConfigError(f"{exp_dir}: no Ray experiment folder ({RAY_DIR}/) to rebuild from")
-    return list(ExperimentAnalysis(ray_dir).trials)
-
-
-def rebuild_leaderboard(exp_dir: Path) -> Path:
-    from scripts.sweep import space_from_meta  # the sweep layer imports this module
-
-    meta = read_meta(exp_dir)
-    path = write_leaderboard(exp_dir, load_trials(exp_dir), meta, space_from_meta(meta))
-    write_pareto_plot(exp_dir, meta)
-    return path
 
 
 def read_leaderboard(exp_dir: Path) -> pd.DataFrame:

@@ -20,7 +20,7 @@ import torch
 from datamodules import build_datamodule
 from datamodules.batches import BatchChunks
 from lightning_modules.classifier import ClassifierModule
-from scripts.config import TrainConfig
+from search_spaces.train_config import TrainConfig
 
 # Mini-batches per Lightning training step (see datamodules.batches.BatchChunks): Lightning's
 # per-step bookkeeping, about as long as a step of the HOG MLP, is then paid once per 64 steps,

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib import metadata
 
-PINNED = {"ray": "2.60.0", "optuna": "5.0.0", "pytorch-lightning": "2.6.6"}
+PINNED = {
+    "ray": "2.60.0", "optuna": "5.0.0", "pytorch-lightning": "2.6.6", "numpy": "2.4.6",
+}
 
 
 class VersionMismatch(RuntimeError):

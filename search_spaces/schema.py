@@ -561,7 +561,7 @@ def _int(value: Any, where: str) -> int:
 def _check_against_configs(space: SearchSpace) -> None:
     """Build the trial config at each end of every range, so unknown keys, wrong types and
     architectures that cannot work are reported now rather than by the first trial."""
-    from scripts.config import check_sections, train_config_from_sections
+    from search_spaces.train_config import check_sections, train_config_from_sections
 
     base = {s: space.fixed(s) for s in SECTIONS}
     train_config_from_sections(base, max_epochs=space.budget.max_epochs, seed=space.seed)

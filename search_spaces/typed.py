@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message names the key and the problem."""
+from search_spaces.errors import ConfigError  # noqa: E402
 
 
 def _type_name(tp: Any) -> str:

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from scripts.bench import (
+from scripts.bench.run import (
     FULL,
     MIN_VAL_IMAGES,
     MNIST_TRAIN_IMAGES,

@@ -29,7 +29,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from scripts.leaderboard import LEADERBOARD, load_trials, rebuild_leaderboard
+from scripts.leaderboard import LEADERBOARD
+from scripts.tune.callback import load_trials, rebuild_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
@@ -494,7 +495,8 @@ def test_rayjob_runs_a_valid_sweep_command(tmp_path: Path):
 
 
 def test_storage_and_concurrency_helpers():
-    from scripts.distributed import check_placement, default_max_concurrent, storage_uri
+    from scripts.tune.cluster import check_placement, default_max_concurrent
+    from scripts.tune.options import storage_uri
     from search_spaces.schema import parse_space
     from search_spaces.typed import ConfigError
 
@@ -518,7 +520,7 @@ def test_ray_client_address_without_ray_client_is_one_line_error(monkeypatch):
 
     if importlib.util.find_spec("grpc") is not None:
         pytest.skip("Ray Client is installed here")
-    from scripts.distributed import connect
+    from scripts.tune.cluster import connect
     from search_spaces.typed import ConfigError
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # leave this process's auth mode alone

@@ -981,18 +981,3 @@ def test_cli_data_check_on_real_data(real_data_dir: Path) -> None:
     assert sum(row[1] == "10000" for row in test_rows) == 3
 
 
-def test_decoding_without_huge_pages_restores_numpy_s_setting():
-    from datamodules.base import without_huge_pages
-
-    toggle = np._core.multiarray._set_madvise_hugepage
-
-    def current() -> bool:
-        value = toggle(True)
-        toggle(value)
-        return value
-
-    before = current()
-    with without_huge_pages():
-        assert current() is False
-        images = np.zeros((10, 28, 28), np.uint8)[np.arange(5)]
-    assert current() == before and images.shape == (5, 28, 28)

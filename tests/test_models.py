@@ -497,8 +497,8 @@ def test_train_continues_from_a_checkpoint_of_its_run(
     """What a trial restarted by Tune does: it keeps the epochs and best value in its
     checkpoint and trains only the epochs after it; one checkpointed at its last epoch
     trains nothing more."""
-    from scripts.config import train_config_from_sections
     from scripts.train import train
+    from search_spaces.train_config import train_config_from_sections
 
     sections = {"data": {"name": "mnist", "val_size": 16, "batch_size": 16},
                 "model": {"family": "mlp", "hidden": [16]}, "optimizer": {"name": "adam"}}

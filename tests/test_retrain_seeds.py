@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 
 from scripts.cli import main
-from scripts.compare import compare
-from scripts.config import TrainConfig
-from scripts.retrain import (
+from scripts.reports.compare import compare
+from scripts.reports.retrain import (
     RetrainOptions,
     _report_md,
     format_test_results,
@@ -24,6 +23,7 @@ from scripts.retrain import (
     summarize,
     summarize_seeds,
 )
+from search_spaces.train_config import TrainConfig
 from search_spaces.typed import ConfigError
 
 # t(0.975, 2) = 4.302652729911275: mean 0.92 ± 4.3027 * 0.02 / sqrt(3).

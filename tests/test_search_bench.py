@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from scripts.bench import Figure
-from scripts.search_bench import (
+from scripts.bench.run import Figure
+from scripts.bench.search import (
     FULL,
     METHODS,
     QUICK,
@@ -113,8 +113,9 @@ def test_plain_optuna_baseline_spends_exactly_its_epoch_budget(mnist_subset_dir:
     space_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     events = tmp_path / "events.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "scripts.plain_optuna", str(space_file), "--events", str(events),
-         "--data-dir", str(mnist_subset_dir)], capture_output=True, text=True, timeout=300)
+        [sys.executable, "-m", "scripts.bench.plain_optuna", str(space_file),
+         "--events", str(events), "--data-dir", str(mnist_subset_dir)],
+        capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in events.read_text().splitlines()]
     # Two trials at a time: the budget is hit while the other trial may finish one more.

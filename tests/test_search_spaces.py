@@ -4,32 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import os
 import pickle
 from pathlib import Path
-from types import SimpleNamespace
 
 import optuna
 import pytest
 import yaml
 
 from scripts.leaderboard import atomic_write_json
-from scripts.sweep import (
-    RAY_SYNCER_LOGGER,
-    SnapshotRaceFilter,
-    SweepOptions,
-    apply_overrides,
-    back_up_state,
-    environ_defaults,
-    repair_state,
-    snapshot_on_trial_changes,
-    space_from_meta,
-    state_backup_dir,
-    sweep_meta,
-)
-from scripts.trial_space import define_by_run, flat_point, sampled_params, trial_config
+from scripts.tune.cluster import environ_defaults
+from scripts.tune.durability import back_up_state, repair_state
+from scripts.tune.options import SweepOptions, apply_overrides, space_from_meta, sweep_meta
 from search_spaces.schema import builtin_spaces, load_space, parse_space
+from search_spaces.trials import define_by_run, flat_point, sampled_params, trial_config
 from search_spaces.typed import ConfigError
 
 # Every search-space file we ship: the five experiments and the cluster example.
@@ -255,69 +243,8 @@ def test_tune_settings_hold_inside_the_block_only_and_yield_to_the_user_s(
     assert "HPSEARCH_TEST_A" not in os.environ and os.environ["HPSEARCH_TEST_B"] == "user"
 
 
-def test_only_ray_s_report_of_a_snapshot_copy_race_is_dropped():
-    from ray.train._internal import syncer
-
-    assert syncer.logger.name == RAY_SYNCER_LOGGER  # the logger the filter is put on
-
-    def record(error: str) -> logging.LogRecord:
-        message = ("Last sync command failed with the following error:\nTraceback (most recent "
-                   f"call last):\n  ...\n{error}")
-        return logging.LogRecord(RAY_SYNCER_LOGGER, logging.WARNING, "syncer.py", 1, message,
-                                 None, None)
-
-    race = ("FileNotFoundError: [Errno 2] Failed to open local file '/tmp/ray/session_1/"
-            "artifacts/x/ray/driver_artifacts/.2c91-tmp-searcher-state-2026.pkl'. Detail: "
-            "[errno 2] No such file or directory")
-    assert not SnapshotRaceFilter().filter(record(race))
-    lost = race.replace(".2c91-tmp-searcher-state-2026.pkl", "experiment_state-2026.json")
-    assert SnapshotRaceFilter().filter(record(lost))
-    assert SnapshotRaceFilter().filter(record("PermissionError: [Errno 13] Permission denied"))
 
 
-def test_tune_state_is_saved_when_a_trial_is_created_finishes_or_checkpoints(tmp_path: Path):
-    # Tune's own TuneController.checkpoint, called once per step of its loop, on a stand-in
-    # controller whose experiment-state manager records how each snapshot was asked for.
-    from ray.tune.execution.tune_controller import TuneController
-
-    ray_dir = tmp_path / "ray"
-    backup = state_backup_dir(ray_dir)
-    ray_dir.mkdir()
-    calls: list[tuple[bool, bool]] = []
-
-    def sync_up_experiment_state(save_fn, force, wait) -> None:  # noqa: ANN001
-        calls.append((force, wait))
-        (ray_dir / "experiment_state-x.json").write_text(json.dumps(len(calls)))
-
-    manager = SimpleNamespace(sync_up_experiment_state=sync_up_experiment_state)
-    trials = [SimpleNamespace(trial_id="a", status="PENDING", checkpoint=None)]
-    controller = SimpleNamespace(get_trials=lambda: trials, _checkpoint_manager=manager,
-                                 save_to_dir=lambda: None)
-    original = TuneController.checkpoint
-    with snapshot_on_trial_changes(ray_dir):
-        def step() -> None:
-            TuneController.checkpoint(controller)
-
-        step()  # a new trial
-        step()  # nothing changed: Tune's own period decides
-        trials[0].status = "RUNNING"  # saved with its first checkpoint
-        step()
-        trials[0].checkpoint = SimpleNamespace(path="/ckpt/1")
-        step()
-        trials.append(SimpleNamespace(trial_id="b", status="PENDING", checkpoint=None))
-        step()
-        trials[0].status = "TERMINATED"
-        step()
-        step()
-        trials[1].status = "ERROR"
-        step()
-        TuneController.checkpoint(controller, force=True)  # Tune's own forcing still holds
-    forced = (True, True)
-    assert calls == [forced, (False, False), (False, False), forced, forced, forced,
-                     (False, False), forced, (True, False)]
-    assert TuneController.checkpoint is original
-    # Each forced save was copied to the backup once on disk: the last forced one is there.
-    assert json.loads((backup / "experiment_state-x.json").read_text()) == 8
 
 
 def test_a_state_file_cut_short_is_replaced_by_the_last_complete_save(tmp_path: Path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import math
-import tomllib
 from pathlib import Path
 
 import optuna
@@ -14,12 +13,11 @@ import pytest
 from optuna.trial import TrialState
 
 from scripts.leaderboard import rank_rows
-from scripts.pareto import pareto_ranks
-from scripts.schedulers import decision_epochs, make_scheduler
-from scripts.searcher import OptunaSearcher, make_sampler, objective_values, open_journal
-from scripts.trial_space import sampled_params
-from scripts.versions import PINNED, VersionMismatch, check_pinned_versions
+from scripts.reports.pareto import pareto_ranks
+from scripts.tune.schedulers import decision_epochs, make_scheduler
+from scripts.tune.searcher import OptunaSearcher, make_sampler, objective_values, open_journal
 from search_spaces.schema import parse_space
+from search_spaces.trials import sampled_params
 from search_spaces.typed import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -257,20 +255,3 @@ def test_leaderboard_ranks_by_pareto_rank_then_the_first_objective():
     assert [r["trial_id"] for r in ranked] == ["big", "small", "dominated", "broken"]
     assert [r.get("pareto_rank") for r in ranked] == [0, 0, 1, None]
     assert [r["rank"] for r in ranked] == [1, 2, 3, 4]
-
-
-# -- pinned versions ----------------------------------------------------------------------
-
-
-def test_installed_versions_are_the_pinned_ones_and_pyproject_pins_them():
-    check_pinned_versions()
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    for name, version in PINNED.items():
-        assert any(d.split("[")[0].split("=")[0] == name and d.endswith(f"=={version}")
-                   for d in deps), (name, deps)
-
-
-def test_a_different_version_is_one_clear_error():
-    versions = {"ray": "2.61.0", "optuna": "5.0.0", "pytorch-lightning": "2.6.6"}
-    with pytest.raises(VersionMismatch, match=r"ray 2.61.0 found, hpsearch needs ray==2.60.0"):
-        check_pinned_versions(versions.__getitem__)

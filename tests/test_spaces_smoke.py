@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from scripts.leaderboard import read_leaderboard
-from scripts.sweep import SweepOptions, run_sweep
+from scripts.tune.driver import SweepOptions, run_sweep
 from search_spaces.schema import builtin_spaces, parse_space
 
 pytestmark = pytest.mark.slow

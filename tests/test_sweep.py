@@ -20,11 +20,12 @@ import yaml
 from optuna.trial import TrialState
 
 from lightning_modules.classifier import ClassifierModule
-from scripts.compare import compare
-from scripts.leaderboard import LEADERBOARD, rebuild_leaderboard
-from scripts.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
-from scripts.searcher import open_journal
-from scripts.sweep import SweepOptions, run_sweep
+from scripts.leaderboard import LEADERBOARD
+from scripts.reports.compare import compare
+from scripts.reports.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
+from scripts.tune.callback import rebuild_leaderboard
+from scripts.tune.driver import SweepOptions, run_sweep
+from scripts.tune.searcher import open_journal
 from search_spaces.schema import parse_space
 from search_spaces.typed import ConfigError
 
@@ -358,8 +359,9 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path):
 WARM_WORKERS_SCRIPT = """
 import json, sys
 from pathlib import Path
-from scripts.bench import idle_ray_workers, wait_for_idle_workers
-from scripts.sweep import SweepOptions, init_ray, run_sweep
+from scripts.bench.run import idle_ray_workers, wait_for_idle_workers
+from scripts.tune.cluster import init_ray
+from scripts.tune.driver import SweepOptions, run_sweep
 from search_spaces.schema import parse_space
 
 raw = json.loads(sys.argv[1])

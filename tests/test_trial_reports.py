@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 
-from scripts import sweep
-from scripts.config import train_config_from_sections
-from scripts.schedulers import decision_epochs, make_scheduler
-from scripts.sweep import ReportSender, TuneReporter
 from scripts.train import train
+from scripts.tune import trainable
+from scripts.tune.schedulers import decision_epochs, make_scheduler
+from scripts.tune.trainable import TuneReporter
 from search_spaces.schema import parse_space
+from search_spaces.train_config import train_config_from_sections
 
 WAIT_S = 30.0  # generous: only a broken implementation waits this long
 
@@ -43,36 +43,8 @@ def test_decision_epochs_are_the_rungs_of_the_sweeps_scheduler(budget):
     assert decision_epochs(space) == {math.ceil(milestone) for milestone, _ in rungs}
 
 
-def test_report_sender_delivers_in_order_one_at_a_time():
-    delivered: list[int] = []
-    gate = threading.Event()
-
-    def deliver(n: int) -> None:
-        if n == 0:
-            assert gate.wait(WAIT_S)
-        delivered.append(n)
-
-    sender = ReportSender()
-    sender.send(lambda: deliver(0), wait=False)
-    assert delivered == []  # returned while report 0 is still in flight
-    second = threading.Thread(target=lambda: sender.send(lambda: deliver(1), wait=True))
-    second.start()
-    time.sleep(0.2)
-    assert second.is_alive() and delivered == []  # report 1 waits for report 0
-    gate.set()
-    second.join(WAIT_S)
-    assert delivered == [0, 1]
 
 
-def test_report_sender_hands_tunes_stop_to_the_training_thread():
-    def stopped() -> None:
-        raise SystemExit(0)  # what tune.report raises when Tune stops the trial
-
-    sender = ReportSender()
-    sender.send(stopped, wait=False)
-    with pytest.raises(SystemExit):
-        sender.wait()
-    sender.wait()  # raised once
 
 
 class _EpochStarts(pl.Callback):
@@ -141,7 +113,7 @@ def test_training_overlaps_reports_except_at_decision_epochs_and_the_end(
     monkeypatch: pytest.MonkeyPatch, synthetic_mnist: Callable[[], Any]
 ):
     driver = _FakeDriver()
-    monkeypatch.setattr(sweep.tune, "report", driver.report)
+    monkeypatch.setattr(trainable.tune, "report", driver.report)
     reporter = TuneReporter({}, _cfg(), decision_epochs=frozenset({2}))
     starts, outcome = _EpochStarts(), {}
     thread = _fit_in_thread(reporter, starts, synthetic_mnist(), outcome)
@@ -174,7 +146,7 @@ def test_a_trial_stopped_at_a_decision_epoch_trains_no_further(
     driver = _FakeDriver()
     driver.stop_at = 2
     driver.release(1)
-    monkeypatch.setattr(sweep.tune, "report", driver.report)
+    monkeypatch.setattr(trainable.tune, "report", driver.report)
     reporter = TuneReporter({}, _cfg(), decision_epochs=frozenset({2}))
     starts, outcome = _EpochStarts(), {}
     thread = _fit_in_thread(reporter, starts, synthetic_mnist(), outcome)

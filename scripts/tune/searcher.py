@@ -30,11 +30,12 @@ from scripts.leaderboard import (
     STATUS_ERRORED,
     finished_status,
 )
-from scripts.schedulers import OBJECTIVE_SO_FAR
-from scripts.trial_space import define_by_run, flat_point
+from scripts.tune.schedulers import OBJECTIVE_SO_FAR
 from search_spaces.schema import TRIAL_METRICS, SamplerSpec, SearchSpace
+from search_spaces.trials import define_by_run, flat_point
 
 logger = logging.getLogger(__name__)
+
 
 # The leaderboard's status of a finished trial -> the state Optuna is told.
 OPTUNA_STATE = {
@@ -43,8 +44,10 @@ OPTUNA_STATE = {
     STATUS_ERRORED: TrialState.FAIL,
 }
 
+
 # The parts of a trial's latest result that its final tell needs.
 _KEPT = ("epoch", OBJECTIVE_SO_FAR, "param_count", "best_epoch")
+
 
 _SAMPLER_CLASSES = {
     "tpe": optuna.samplers.TPESampler,

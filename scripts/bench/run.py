@@ -35,11 +35,11 @@ from datamodules.batches import model_inputs
 from lightning_modules.configs import build_backbone
 from lightning_modules.optim import build_optimizer
 from lightning_modules.presets import PRESETS
-from scripts.config import TrainConfig, preset_sections, train_config_from_sections
+from scripts.bench.search import SPACE_FILE as SEARCH_SPACE_FILE
+from scripts.bench.search import bench_search, rows_csv
 from scripts.leaderboard import atomic_write_text
-from scripts.search_bench import SPACE_FILE as SEARCH_SPACE_FILE
-from scripts.search_bench import bench_search, rows_csv
 from scripts.train import plain_cuda_check, train
+from search_spaces.train_config import TrainConfig, preset_sections, train_config_from_sections
 
 TRAIN_MODELS = ("mlp_784_300_10", "hog_mlp_392_128_10", "cnn_7465")
 PARTS = ("train", "sweep", "hog", "gpu", "search")
@@ -289,8 +289,8 @@ class EpochModel:
 def measure_epoch_model(data_dir: str | None, epochs: int = 3) -> EpochModel:
     """Time the bench trial's epochs with ``train()`` in this process (as a 1-CPU trial) at
     two sizes, the first epoch of each a warm-up."""
-    from scripts.trial_space import trial_config
     from search_spaces.schema import parse_space
+    from search_spaces.trials import trial_config
 
     times = {}
     for images in (10_000, 50_000):
@@ -365,7 +365,8 @@ class SweepTiming:
 
 def timed_sweep(raw: dict[str, Any], results_dir: Path, name: str, data_dir: str | None,
                 tune_defaults: bool = False) -> SweepTiming:
-    from scripts.sweep import SweepOptions, environ_defaults, run_sweep
+    from scripts.tune.cluster import environ_defaults
+    from scripts.tune.driver import SweepOptions, run_sweep
     from search_spaces.schema import parse_space
 
     space = parse_space(raw, "bench")
@@ -415,7 +416,7 @@ def start_ray_for_bench(tune_defaults: bool, slots: int) -> float:
     import ray
     from ray.tune.search.optuna import OptunaSearch  # noqa: F401
 
-    from scripts.sweep import init_ray
+    from scripts.tune.cluster import init_ray
 
     started = time.perf_counter()
     if tune_defaults:

@@ -19,7 +19,7 @@ from scripts.leaderboard import (
     read_leaderboard,
     read_meta,
 )
-from scripts.retrain import BEST_DIR, f1_name, format_mean_std
+from scripts.reports.retrain import BEST_DIR, f1_name, format_mean_std
 from search_spaces.typed import ConfigError
 
 # The students' best hand-tuned test results (../shared/lab-reports), by (dataset, family).

@@ -7,7 +7,7 @@ without its start points), each with the same budget of training epochs
 - (a) ``tpe+asha``: hpsearch's default, ``hpsearch sweep``;
 - (b) ``random+asha``: ``hpsearch sweep`` with ``sampler: random``;
 - (c) ``random``: ``hpsearch sweep`` with ``sampler: random`` and ``scheduler: none``;
-- (d) ``optuna``: plain Optuna in one process, no Ray (:mod:`scripts.plain_optuna`);
+- (d) ``optuna``: plain Optuna in one process, no Ray (:mod:`scripts.bench.plain_optuna`);
 - (e) ``tpe4+asha``: (a) with 4 random start-up trials instead of Optuna's 10.
 
 Every epoch any trial trains is an event (its time and validation accuracy); a run's anytime
@@ -38,7 +38,7 @@ import numpy as np
 import yaml
 
 # The default space: the HOG MLP's epochs are short. ``--search-space`` picks another.
-SPACE_FILE = Path(__file__).resolve().parents[1] / "search_spaces" / "mnist_hog_mlp.yaml"
+SPACE_FILE = Path(__file__).resolve().parents[2] / "search_spaces" / "mnist_hog_mlp.yaml"
 TIMEOUT_S = 1800  # one run; a hung command fails the bench instead of hanging it
 
 
@@ -129,7 +129,7 @@ def warm_hog_cache(raw: dict[str, Any], data_dir: str | None) -> None:
 def _command(method: Method, space_file: Path, work: Path, data_dir: str | None) -> list[str]:
     data = ["--data-dir", data_dir] if data_dir else []
     if method.sampler is None:
-        return [sys.executable, "-m", "scripts.plain_optuna", str(space_file), "--seed",
+        return [sys.executable, "-m", "scripts.bench.plain_optuna", str(space_file), "--seed",
                 str(yaml.safe_load(space_file.read_text())["seed"]), "--events",
                 str(work / "events.jsonl"), *data]
     return [sys.executable, "-m", "scripts.cli", "sweep", str(space_file), "--results-dir",
@@ -260,7 +260,7 @@ def search_target(runs: Sequence[Run]) -> float:
 
 
 def search_figures(runs: Sequence[Run], mode: SearchMode, figure: Any) -> list[Any]:
-    """The bench's figures for the search part (``figure`` makes one, as in scripts.bench)."""
+    """The bench's figures for the search part (``figure`` makes one, as in scripts.bench.run)."""
     finals = final_bests(runs)
     target = search_target(runs)
     reach = {m.name: [to_target(r, target) for r in runs if r.method == m.name]

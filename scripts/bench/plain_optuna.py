@@ -4,7 +4,7 @@ Optuna's successive-halving pruner, trials two at a time in threads, and the sam
 training epochs. ``hpsearch bench --only search`` runs it as a command of its own, from a
 cold start, as it runs ``hpsearch sweep``:
 
-    python -m scripts.plain_optuna SPACE.yaml --seed 0 --events events.jsonl
+    python -m scripts.bench.plain_optuna SPACE.yaml --seed 0 --events events.jsonl
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import torch
 
 from datamodules.errors import DataError
 from scripts.train import EpochHistory, train
-from scripts.trial_space import define_by_run, sampled_params, trial_config
 from search_spaces.schema import SearchSpace, load_space
+from search_spaces.trials import define_by_run, sampled_params, trial_config
 from search_spaces.typed import ConfigError
 
 
@@ -102,7 +102,7 @@ def run(space: SearchSpace, seed: int, events: Path, data_dir: str | None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.plain_optuna",
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench.plain_optuna",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("space", help="search-space YAML file with budget.total_epochs")
     parser.add_argument("--seed", type=int, default=0, help="TPE's seed (default 0)")

@@ -18,10 +18,11 @@ import yaml
 
 from lightning_modules.metrics import binary_metrics, metrics_from_confusion
 from lightning_modules.summary import format_parameter_table, parameter_table
-from scripts import plots
-from scripts.config import TrainConfig
 from scripts.leaderboard import STATUS_ERRORED, atomic_write_json, read_leaderboard, read_meta
+from scripts.provenance import code_version
+from scripts.reports import plots
 from scripts.train import TrainResult, train
+from search_spaces.train_config import TrainConfig
 from search_spaces.typed import ConfigError
 
 BEST_DIR = "best"
@@ -357,8 +358,6 @@ def retrain(exp_dir: Path, opts: RetrainOptions) -> Path:
     """Re-train (once per seed), evaluate and write ``exp_dir/best/``; returns the report's
     path. With several seeds the report's model, plots and per-class figures are the first
     seed's, and ``metrics.json`` adds every seed's test metrics and their summary."""
-    from scripts.sweep import code_version
-
     if not exp_dir.is_dir():
         raise ConfigError(f"{exp_dir}: no such results folder")
     cfg, epochs, info = resolve_run(exp_dir, opts)

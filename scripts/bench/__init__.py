@@ -1,0 +1,1 @@
+"""``hpsearch bench``: training speed, sweep efficiency and search quality, beside baselines."""

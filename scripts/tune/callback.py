@@ -1,0 +1,106 @@
+"""The leaderboard written from Tune's trials: live by a callback, or rebuilt from Ray's folder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune import ExperimentAnalysis
+
+from scripts.leaderboard import (
+    RAY_DIR,
+    STATUS_ERRORED,
+    SWEEP_META,
+    error_summary,
+    ray_experiment_path,
+    read_meta,
+    trial_status,
+    write_leaderboard,
+    write_pareto_plot,
+)
+from scripts.tune.options import space_from_meta
+from search_spaces.errors import ConfigError
+from search_spaces.schema import SearchSpace
+
+
+class LeaderboardCallback(tune.Callback):
+    """Driver-side Tune callback: rewrites the leaderboard when a trial finishes (and every
+    few seconds while results arrive), and prints one line per finished trial.
+
+    A finished trial is written at the end of the step that finished it, once Tune's state
+    saying so is on disk (:func:`snapshot_on_trial_changes` saves it in that step): what the
+    leaderboard shows as finished, a ``--resume`` after a killed driver finds finished too.
+
+    Module-level and holding only plain data, because Tune pickles it with the experiment
+    and brings it back on ``--resume``."""
+
+    def __init__(
+        self, exp_dir: Path, meta: Mapping[str, Any], space: SearchSpace, verbose: bool = True
+    ) -> None:
+        self.exp_dir = exp_dir
+        self.meta = dict(meta)
+        self.space = space
+        self.verbose = verbose
+        self._last_write = 0.0
+        self._finished: dict[str, str] = {}  # trial id -> Tune's status, not yet written
+
+    def _write(self, trials: list[Any], ray_status: Mapping[str, str] | None = None) -> None:
+        write_leaderboard(self.exp_dir, trials, self.meta, self.space, ray_status)
+        self._last_write = time.monotonic()
+
+    def _say(self, trial: Any, ray_status: str) -> None:
+        if not self.verbose:
+            return
+        result = trial.last_result or {}
+        status = trial_status(trial, int(self.meta["max_epochs"]), ray_status)
+        metric = self.meta["objective"]["metric"]
+        value = result.get("best_value")
+        shown = f"best {metric}={value:.4f}" if isinstance(value, float) else "no result"
+        line = f"  trial {trial.trial_id} {status}: {shown} after {result.get('epoch', 0)} epoch(s)"
+        if status == STATUS_ERRORED:
+            line += f" ({error_summary(trial.get_error())})"
+        print(line, flush=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
+        if time.monotonic() - self._last_write > 5.0:
+            self._write(trials)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
+        self._finished[trial.trial_id] = "TERMINATED"
+
+    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
+        self._finished[trial.trial_id] = "ERROR"
+
+    def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
+        if self._finished:
+            self._write_finished(trials)
+
+    def _write_finished(self, trials: list[Any]) -> None:
+        finished, self._finished = self._finished, {}
+        self._write(trials, finished)
+        for trial in trials:
+            if trial.trial_id in finished:
+                self._say(trial, finished[trial.trial_id])
+
+    def on_experiment_end(self, trials, **info):  # noqa: ANN001
+        self._write_finished(trials)
+        write_pareto_plot(self.exp_dir, self.meta)
+
+
+def load_trials(exp_dir: Path) -> list[Any]:
+    """The Tune trials of an experiment folder, read from Ray's saved experiment state."""
+    meta = read_meta(exp_dir) if (exp_dir / SWEEP_META).is_file() else {}
+    ray_dir = ray_experiment_path(exp_dir, meta)
+    if not meta.get("storage") and not Path(ray_dir).is_dir():
+        raise ConfigError(f"{exp_dir}: no Ray experiment folder ({RAY_DIR}/) to rebuild from")
+    return list(ExperimentAnalysis(ray_dir).trials)
+
+
+def rebuild_leaderboard(exp_dir: Path) -> Path:
+    meta = read_meta(exp_dir)
+    path = write_leaderboard(exp_dir, load_trials(exp_dir), meta, space_from_meta(meta))
+    write_pareto_plot(exp_dir, meta)
+    return path
