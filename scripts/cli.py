@@ -57,6 +57,27 @@ def _existing_dir(text: str) -> str:
     return text
 
 
+_FLAG_TYPES: dict[str, dict[str, Any]] = {
+    "positive_int": {"type": _positive_int},
+    "positive_float": {"type": _positive_float},
+    "int": {"type": int},
+    "path": {"type": Path},
+    "existing_dir": {"type": _existing_dir},
+    "flag": {"action": "store_true"},
+    "on_off": {"action": argparse.BooleanOptionalAction},
+}
+
+
+def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per field of :class:`~scripts.tune.options.SweepOptions`, its one definition."""
+    from scripts.tune.options import sweep_flags
+
+    for flag, field in sweep_flags():
+        kind = _FLAG_TYPES.get(field.metadata["cli"].get("type", ""), {})
+        p.add_argument(flag, dest=field.name, default=field.default, help=field.metadata["help"],
+                       **kind)
+
+
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir", type=_existing_dir, default=None,
@@ -89,11 +110,11 @@ def cmd_data_download(args: argparse.Namespace) -> int:
 
 def cmd_presets(args: argparse.Namespace) -> int:
     from lightning_modules.presets import PRESETS
+    from scripts.reports.format import render_table
 
-    width = max(len(n) for n in PRESETS)
-    for name, preset in PRESETS.items():
-        print(f"{name:<{width}}  {preset.dataset:<13} {preset.expected_params:>9,} params  "
-              f"{preset.description}")
+    rows = [(name, p.dataset, f"{p.expected_params:,}", p.description)
+            for name, p in PRESETS.items()]
+    print(render_table(("preset", "dataset", "params", "what"), rows, right=(2,)))
     return 0
 
 
@@ -160,28 +181,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import yaml
 
-    from scripts.tune.driver import SweepOptions, run_sweep
+    from scripts.tune.driver import run_sweep
+    from scripts.tune.options import SweepOptions, sweep_flags
     from search_spaces.schema import load_space
 
     space = load_space(args.space)
     raw = yaml.safe_load(Path(args.space).read_text())
-    opts = SweepOptions(
-        results_dir=Path(args.results_dir),
-        name=args.name,
-        data_dir=args.data_dir,
-        address=args.address,
-        resume=args.resume,
-        num_samples=args.num_samples,
-        max_epochs=args.max_epochs,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        max_concurrent=args.max_concurrent,
-        workers_per_trial=args.workers_per_trial,
-        seed=args.seed,
-        max_failures=args.max_failures,
-        storage=args.storage,
-        ship_data=args.ship_data,
-    )
+    opts = SweepOptions(**{field.name: getattr(args, field.name) for _, field in sweep_flags()})
     if args.data_dir:
         os.environ["HPSEARCH_DATA_DIR"] = str(Path(args.data_dir).resolve())
     outcome = run_sweep(space, raw, opts)
@@ -233,32 +239,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _print_table(title: str, frame: Any, cols: list[str]) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
+    from scripts.reports.format import render_table
 
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    rows = [[_cell(row[c]) for c in cols] for _, row in frame.iterrows()]
     # "model.kernel_size" -> "kernel_size": the section is clear from the values, and
     # narrow headers keep a whole leaderboard row on one line.
     headers = [c.rsplit(".", 1)[-1] for c in cols]
-    for header in headers:
-        table.add_column(header, no_wrap=True)
-    for cells in rows:
-        table.add_row(*cells)
-    natural = sum(max(len(t) for t in [h, *(r[i] for r in rows)]) + 4
-                  for i, h in enumerate(headers))
-    Console(width=max(natural, shutil.get_terminal_size().columns)).print(table)
+    rows = [[None if _missing(row[c]) else row[c] for c in cols] for _, row in frame.iterrows()]
+    print(render_table(headers, rows, title=title, width=shutil.get_terminal_size().columns))
 
 
-def _cell(value: Any) -> str:
+def _missing(value: Any) -> bool:
     import pandas as pd
 
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return value is None or (not isinstance(value, (list, tuple)) and bool(pd.isna(value)))
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
@@ -339,29 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", help="run a Ray Tune + Optuna sweep from a search-space file")
     sw.add_argument("space", help="search-space YAML file (see search_spaces/)")
-    sw.add_argument("--num-samples", type=_positive_int)
-    sw.add_argument("--max-epochs", type=_positive_int)
-    sw.add_argument("--cpus-per-trial", type=_positive_float)
-    sw.add_argument("--gpus-per-trial", type=_positive_float, help="fractions share a GPU")
-    sw.add_argument("--max-concurrent", type=_positive_int)
-    sw.add_argument("--workers-per-trial", type=_positive_int,
-                    help="train each trial data-parallel on N Ray Train workers, each with "
-                    "--cpus-per-trial CPUs and --gpus-per-trial GPUs (default 1)")
-    sw.add_argument("--max-failures", type=int, default=1,
-                    help="retries of a trial whose worker died (default 1)")
-    sw.add_argument("--seed", type=int)
-    sw.add_argument("--name", help="experiment name (default: the file's `experiment`)")
-    sw.add_argument("--results-dir", default="results")
-    sw.add_argument("--address", help="Ray cluster to join: auto, HOST:PORT or ray://host:port "
-                    "(default: $RAY_ADDRESS, else a local Ray)")
-    sw.add_argument("--storage", help="where Ray keeps the experiment: a path shared by every "
-                    "node or a URI such as s3://bucket/prefix (default: under --results-dir; "
-                    "the leaderboard is written there in any case)")
-    sw.add_argument("--ship-data", action=argparse.BooleanOptionalAction, default=None,
-                    help="decode the data once here and send it to the trials through Ray's "
-                    "object store (default: on, unless the space searches a data field)")
-    sw.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-    _add_data_dir(sw)
+    _add_sweep_flags(sw)
     sw.set_defaults(func=cmd_sweep)
 
     lb = sub.add_parser("leaderboard", help="print the top trials of an experiment")

@@ -599,18 +599,14 @@ def bench_gpu_sharing(data_dir: str | None, mode: Mode, sharing: int = 4) -> lis
 
 
 def format_table(figures: Iterable[Figure]) -> str:
-    rows = [("part", "what", "hpsearch", "baseline", "ratio", "baseline is", "target", "met",
-             "note")]
-    for f in figures:
-        met = "" if f.met is None else ("yes" if f.met else "NO")
-        rows.append((f.part, f.item, f"{f.ours:.4g} {f.unit}".strip(),
-                     f"{f.baseline:.4g} {f.unit}".strip(), f"{f.ratio:.3g}", f.baseline_name,
-                     f.target, met, f.note))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    from scripts.reports.format import render_table
+
+    rows = [(f.part, f.item, f"{f.ours:.4g} {f.unit}".strip(),
+             f"{f.baseline:.4g} {f.unit}".strip(), f"{f.ratio:.3g}", f.baseline_name, f.target,
+             "" if f.met is None else ("yes" if f.met else "NO"), f.note) for f in figures]
+    headers = ("part", "what", "hpsearch", "baseline", "ratio", "baseline is", "target", "met",
+               "note")
+    return render_table(headers, rows)
 
 
 def format_csv(figures: Iterable[Figure], context: dict[str, Any]) -> str:

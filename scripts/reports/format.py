@@ -1,8 +1,10 @@
-"""Formatting of metrics for the terminal and the reports."""
+"""Formatting for the terminal and the reports: metrics on one line, and tables."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -17,3 +19,37 @@ def format_metrics(metrics: Mapping[str, Any], keys: Iterable[str] | None = None
         elif isinstance(value, (int, str)):
             parts.append(f"{name}={value}")
     return "  ".join(parts)
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None,
+                 right: Iterable[int] = (), rule_before_last: bool = False,
+                 width: int | None = None) -> str:
+    """A plain-text table drawn by rich: ``right`` are the right-aligned column indexes;
+    ``rule_before_last`` sets the last row (a total) off. Wide enough for every row on one
+    line (at least ``width``, e.g. the terminal's), so a table piped to a file stays whole."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = [[_cell(v) for v in row] for row in rows]
+    right = set(right)
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
+    for i, header in enumerate(headers):
+        table.add_column(header, no_wrap=True, justify="right" if i in right else "left")
+    for n, cells in enumerate(rows):
+        table.add_row(*cells, end_section=rule_before_last and n == len(rows) - 2)
+    natural = sum(max(len(t) for t in [h, *(r[i] for r in rows)]) + 4
+                  for i, h in enumerate(headers))
+    console = Console(width=max(natural, width or 0), record=True, file=io.StringIO(),
+                      color_system=None)
+    console.print(table)
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()).strip("\n")
+
+
+def _cell(value: Any) -> str:
+    """A table cell: empty for missing values, four significant digits for floats."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -5,59 +5,92 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scripts.provenance import code_version
-from search_spaces.schema import SearchSpace, parse_space
+
+if TYPE_CHECKING:  # the command line builds its parser from this module: keep it light
+    from search_spaces.schema import SearchSpace
+
+
+def _option(default: Any, help: str, overrides: str | None = None, **cli: Any) -> Any:
+    """A :class:`SweepOptions` field and its ``hpsearch sweep`` flag (``--name-with-dashes``);
+    ``overrides``: the part of the space it replaces (``budget``, ``resources``, ``seed``)."""
+    return field(default=default, metadata={"help": help, "overrides": overrides, "cli": cli})
 
 
 @dataclass(frozen=True)
 class SweepOptions:
-    results_dir: Path = Path("results")
-    name: str | None = None
-    data_dir: str | None = None
-    address: str | None = None
-    resume: bool = False
-    num_samples: int | None = None
-    max_epochs: int | None = None
-    cpus_per_trial: float | None = None
-    gpus_per_trial: float | None = None
-    max_concurrent: int | None = None
-    workers_per_trial: int | None = None
-    seed: int | None = None
+    """Everything ``hpsearch sweep`` takes besides the space file: each field is one flag
+    (:func:`sweep_arguments`), and those that override the file are stored in sweep.json."""
+
+    num_samples: int | None = _option(None, "trials to run (the file's budget.num_samples)",
+                                      "budget", type="positive_int")
+    max_epochs: int | None = _option(None, "epochs per trial at most (budget.max_epochs)",
+                                     "budget", type="positive_int")
+    cpus_per_trial: float | None = _option(None, "CPUs per trial (resources.cpus_per_trial)",
+                                           "resources", type="positive_float")
+    gpus_per_trial: float | None = _option(None, "GPUs per trial; fractions share a GPU",
+                                           "resources", type="positive_float")
+    max_concurrent: int | None = _option(None, "trials at once at most", "resources",
+                                         type="positive_int")
+    workers_per_trial: int | None = _option(
+        None, "train each trial data-parallel on N Ray Train workers, each with "
+        "--cpus-per-trial CPUs and --gpus-per-trial GPUs (default 1)", "resources",
+        type="positive_int")
+    max_failures: int = _option(1, "retries of a trial whose worker died (default 1)",
+                                type="int")
+    seed: int | None = _option(None, "the sweep's seed (the file's seed)", "seed", type="int")
+    name: str | None = _option(None, "experiment name (default: the file's `experiment`)")
+    results_dir: Path = _option(Path("results"), "folder of the experiment folders "
+                                "(default: results)", type="path")
+    address: str | None = _option(None, "Ray cluster to join: auto, HOST:PORT or "
+                                  "ray://host:port (default: $RAY_ADDRESS, else a local Ray)")
     # Where Ray keeps the experiment (trial checkpoints, state for --resume): a path every
-    # node sees (NFS) or a URI Ray supports (s3://, gs://). None: results_dir/NAME, which
-    # suits one machine. The leaderboard is always written under results_dir.
-    storage: str | None = None
-    # Decode the data once here and hand it to trials through Ray's object store. None: when
-    # joining a cluster, and on one machine unless the trials' draws change the data.
-    ship_data: bool | None = None
-    max_failures: int = 1
+    # node sees (NFS) or a URI Ray supports (s3://, gs://); None: under results_dir/NAME.
+    storage: str | None = _option(None, "where Ray keeps the experiment: a path shared by "
+                                  "every node or a URI such as s3://bucket/prefix (default: "
+                                  "under --results-dir; the leaderboard is written there in "
+                                  "any case)")
+    ship_data: bool | None = _option(None, "decode the data once here and send it to the "
+                                     "trials through Ray's object store (default: on, unless "
+                                     "the space searches a data field)", type="on_off")
+    resume: bool = _option(False, "continue an interrupted sweep", type="flag")
+    data_dir: str | None = _option(None, "folder holding the datasets (default: "
+                                   "$HPSEARCH_DATA_DIR, else ./data)", type="existing_dir")
+    # Not flags: the notebook's and the benchmark's.
     verbose: bool = True
-    # Ray Tune's own defaults (a new actor per trial, experiment state saved every ~10 s);
-    # only the benchmark's baseline turns this on.
+    # Ray Tune's own defaults (a new actor per trial, state saved every ~10 s): the
+    # benchmark's baseline.
     tune_defaults: bool = False
 
 
+def sweep_flags() -> list[tuple[str, dataclasses.Field]]:
+    """``(--flag, field)`` for each :class:`SweepOptions` field the command line sets."""
+    return [(f"--{f.name.replace('_', '-')}", f) for f in dataclasses.fields(SweepOptions)
+            if "cli" in f.metadata]
+
+
+OVERRIDES = tuple(f.name for f in dataclasses.fields(SweepOptions)
+                  if f.metadata.get("overrides"))
+
+
 def apply_overrides(space: SearchSpace, opts: SweepOptions) -> SearchSpace:
-    budget = space.budget
-    if opts.num_samples is not None:
-        budget = dataclasses.replace(budget, num_samples=opts.num_samples)
-    if opts.max_epochs is not None:
-        budget = dataclasses.replace(
-            budget,
-            max_epochs=opts.max_epochs,
-            grace_period=min(budget.grace_period, opts.max_epochs),
-        )
-    res = space.resources
-    for field in ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "workers_per_trial"):
-        value = getattr(opts, field)
-        if value is not None:
-            res = dataclasses.replace(res, **{field: value})
-    seed = space.seed if opts.seed is None else opts.seed
-    return dataclasses.replace(space, budget=budget, resources=res, seed=seed)
+    """``space`` with the options that override its file (:data:`OVERRIDES`) applied."""
+    given = {name: getattr(opts, name) for name in OVERRIDES if getattr(opts, name) is not None}
+    parts = {f.name: f.metadata.get("overrides") for f in dataclasses.fields(SweepOptions)}
+    budget = {k: v for k, v in given.items() if parts[k] == "budget"}
+    if "max_epochs" in budget:
+        budget["grace_period"] = min(space.budget.grace_period, budget["max_epochs"])
+    resources = {k: v for k, v in given.items() if parts[k] == "resources"}
+    return dataclasses.replace(
+        space,
+        budget=dataclasses.replace(space.budget, **budget),
+        resources=dataclasses.replace(space.resources, **resources),
+        seed=given.get("seed", space.seed),
+    )
 
 
 def storage_uri(storage: str | None) -> str | None:
@@ -74,11 +107,7 @@ def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, n
         "experiment": name,
         "space_file": space.source,
         "space": raw,
-        "overrides": {
-            k: v for k, v in dataclasses.asdict(opts).items()
-            if k in ("num_samples", "max_epochs", "cpus_per_trial", "gpus_per_trial",
-                     "max_concurrent", "workers_per_trial", "seed") and v is not None
-        },
+        "overrides": {k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None},
         "objective": dataclasses.asdict(space.objective),
         "objectives": [dataclasses.asdict(o) for o in space.objectives],
         "sampler": dataclasses.asdict(space.sampler),
@@ -98,5 +127,7 @@ def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, n
 
 def space_from_meta(meta: Mapping[str, Any]) -> SearchSpace:
     """The space a stored sweep ran: its file's contents with the command-line overrides."""
+    from search_spaces.schema import parse_space  # pydantic and torch: not at CLI start-up
+
     stored = parse_space(meta["space"], source=meta["space_file"])
     return apply_overrides(stored, dataclasses.replace(SweepOptions(), **meta["overrides"]))
