@@ -37,14 +37,17 @@ def resolve_cache_dir(sub: str = "") -> Path:
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through a temporary file in the same folder and ``os.replace`` it.
 
-    Parallel trials may build the same cache file at once; each writes its own temporary file
-    and the rename is atomic, so readers only ever see a missing or a complete file.
+    The one atomic write of hpsearch (caches, leaderboards, metadata, reports): parallel
+    writers each write their own temporary file and the rename is atomic, so readers only
+    ever see a missing, the old or the new complete file.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a crash leaves old or new
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

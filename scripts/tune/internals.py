@@ -45,12 +45,10 @@ check_pinned_versions()
 def without_huge_pages() -> Iterator[None]:
     """Allocate NumPy arrays inside the block in ordinary pages.
 
-    NumPy asks the kernel for transparent huge pages for every big array; where the kernel
-    then compacts memory on the first touch of such an array (``transparent_hugepage/defrag``
-    set to ``madvise``, as on our machines), a fresh process pays for it: splitting MNIST
-    into its train and validation arrays took 0.11 s instead of 0.026 s. Huge pages only pay
-    off for arrays read many times over; arrays that are decoded to be copied elsewhere (the
-    sweep driver's, which go to Ray's object store) are better off without."""
+    Where the kernel compacts memory on the first touch of a huge-page array (THP
+    ``defrag=madvise``), a fresh process pays for NumPy's huge-page advice several times
+    over; arrays decoded only to be copied elsewhere (the driver's, to Ray's object store)
+    gain nothing from huge pages (results/PERFORMANCE.md)."""
     toggle = np._core.multiarray._set_madvise_hugepage
     previous = toggle(False)
     try:
@@ -63,8 +61,7 @@ class ReportSender:
     """Sends a trial's reports to Tune from a background thread, in order, one at a time.
 
     ``tune.report`` returns only once the driver has processed the report (and its
-    checkpoint) and asked the trial for the next one: 40-50 ms per epoch here, in which the
-    trial's slot would sit idle. Where the scheduler cannot stop the trial anyway, training
+    checkpoint) and asked the trial for the next one, while the trial's slot sits idle. Where the scheduler cannot stop the trial anyway, training
     goes on meanwhile (``wait=False``); where it may, the trial waits for its decision."""
 
     def __init__(self) -> None:
@@ -99,8 +96,8 @@ class ReportSender:
             raise error
 
 
-# What every trial process imports: torch, Lightning, Ray Tune and our code, about 7 s on
-# 2 cores. Ray's worker processes import it while they start, ahead of any trial, so a
+# What every trial process imports: torch, Lightning, Ray Tune and our code (seconds of
+# start-up). Ray's worker processes import it while they start, ahead of any trial, so a
 # sweep's first trials do not wait for it (Ray's `preload_python_modules` setting).
 TRIAL_WORKER_MODULES = ("scripts.tune.trainable",)
 
@@ -122,7 +119,7 @@ def warm_trial_workers() -> Iterator[None]:
 
     Tune gives every trial actor a runtime env that sets ``PL_DISABLE_FORK=1``, and Ray never
     hands an actor with a runtime env to one of its prestarted workers: each slot's first
-    trial would wait for a new process to import everything again (7 s here). The local Ray's
+    trial would wait for a new process to import everything again. The local Ray's
     workers inherit that variable from this process (:func:`init_ray`), so Tune's actors can
     go without the runtime env while the sweep runs."""
     defaults = class_cache.DEFAULT_ENV_VARS

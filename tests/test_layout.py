@@ -1,0 +1,90 @@
+"""The architecture as the folders show it: data and models at the bottom, search spaces on
+them, the scripts on top; no module imports one that imports it back."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("datamodules", "lightning_modules", "search_spaces", "scripts")
+# A package may import those of a lower layer only (and itself).
+LAYER = {"datamodules": 0, "lightning_modules": 0, "search_spaces": 1, "scripts": 2}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Our modules that ``path`` imports anywhere in it (lazy imports included)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    files = [p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")]
+    modules = {_module_name(p): p for p in files}
+    return {name: {m for m in _imports(path) if m in modules and m != name}
+            for name, path in modules.items()}
+
+
+def test_no_import_cycles():
+    graph = _graph()
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            cycle = path[path.index(node):] + [node]
+            # A package's __init__ importing its own modules is not a cycle back to it.
+            if not all(m.startswith(cycle[0].split(".")[0]) and "." not in m for m in cycle):
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            return
+        if node in done:
+            return
+        for target in graph[node]:
+            if not (target == node.rpartition(".")[0]):  # a module's own package __init__
+                visit(target, [*path, node])
+        done.add(node)
+
+    for module in graph:
+        visit(module, [])
+
+
+def test_no_upward_imports():
+    upward = sorted(f"{src} imports {dst}" for src, targets in _graph().items()
+                    for dst in targets
+                    if LAYER[dst.split(".")[0]] > LAYER[src.split(".")[0]]
+                    or {src.split(".")[0], dst.split(".")[0]} == {"datamodules",
+                                                                  "lightning_modules"})
+    assert upward == []
+
+
+def test_reports_and_the_data_and_model_layers_never_import_the_sweep_engine():
+    graph = _graph()
+    for src, targets in graph.items():
+        if src.startswith(("scripts.reports", "datamodules", "lightning_modules",
+                           "search_spaces")):
+            assert not any(t.startswith("scripts.tune") for t in targets), src
+    code = ("import sys, scripts.reports.retrain, scripts.reports.compare\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[]"
