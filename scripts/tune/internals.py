@@ -61,8 +61,8 @@ class ReportSender:
     """Sends a trial's reports to Tune from a background thread, in order, one at a time.
 
     ``tune.report`` returns only once the driver has processed the report (and its
-    checkpoint) and asked the trial for the next one, while the trial's slot sits idle. Where the scheduler cannot stop the trial anyway, training
-    goes on meanwhile (``wait=False``); where it may, the trial waits for its decision."""
+    checkpoint) and asked the trial for the next one, while the trial's slot sits idle.
+    Where the scheduler cannot stop the trial anyway, training goes on meanwhile (``wait=False``); where it may, the trial waits for its decision."""
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
