@@ -62,7 +62,8 @@ class ReportSender:
 
     ``tune.report`` returns only once the driver has processed the report (and its
     checkpoint) and asked the trial for the next one, while the trial's slot sits idle.
-    Where the scheduler cannot stop the trial anyway, training goes on meanwhile (``wait=False``); where it may, the trial waits for its decision."""
+    Where the scheduler cannot stop the trial anyway, training goes on meanwhile
+    (``wait=False``); where it may, the trial waits for its decision."""
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
