@@ -8,11 +8,9 @@ so the many trials of a sweep that run in one worker process decode only once.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -20,10 +18,9 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from search_spaces.typed import ConfigError
-
 from .batches import TensorBatches
 from .configs import data_key
+from .errors import DataError
 from .paths import resolve_data_dir
 
 Split = Literal["train", "val", "test"]
@@ -55,26 +52,6 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-@contextlib.contextmanager
-def without_huge_pages() -> Iterator[None]:
-    """Allocate NumPy arrays inside the block in ordinary pages.
-
-    NumPy asks the kernel for transparent huge pages for every big array; where the kernel
-    then compacts memory on the first touch of such an array (``transparent_hugepage/defrag``
-    set to ``madvise``, as on our machines), a fresh process pays for it: splitting MNIST
-    into its train and validation arrays took 0.11 s instead of 0.026 s. Huge pages only pay
-    off for arrays read many times over; arrays that are decoded to be copied elsewhere (the
-    sweep driver's, which go to Ray's object store) are better off without."""
-    multiarray = getattr(getattr(np, "_core", None), "multiarray", None)
-    toggle = getattr(multiarray, "_set_madvise_hugepage", None)
-    if toggle is None:  # another NumPy: its default
-        yield
-        return
-    previous = toggle(False)
-    try:
-        yield
-    finally:
-        toggle(previous)
 
 
 def pixel_tensor(images: np.ndarray) -> torch.Tensor:
@@ -99,7 +76,7 @@ def split_train_val(n: int, val_size: int, seed: int, what: str = "") -> tuple[A
     HOG features with equal ``val_size`` / ``split_seed`` get exactly the same split.
     """
     if not 0 < val_size < n:
-        raise ConfigError(
+        raise DataError(
             f"val_size: must be smaller than the {n} training samples{what}, got {val_size}"
         )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
@@ -112,8 +89,9 @@ class TensorDataModule(pl.LightningDataModule):
     ``cfg`` is the dataset config; ``data_dir`` the data root (see
     :func:`datamodules.paths.resolve_data_dir`); ``download`` allows fetching missing files
     where the dataset supports it; ``device`` keeps all tensors on that device (e.g.
-    ``"cuda"``: no per-batch host-to-device copy); ``seed`` seeds the training shuffle and
-    may be set later (``dm.seed = ...``) by the training code.
+    ``"cuda"``: no per-batch host-to-device copy); ``seed`` seeds the training shuffle (the
+    training code may pass another to :meth:`train_dataloader`); ``splits``: tensors already
+    decoded (see :meth:`from_splits`), used instead of loading the files.
 
     After :meth:`setup`, ``train_x`` ... ``test_y`` hold the inputs, (N, 1, H, W) uint8 pixels
     or (N, F) float32 features, and int64 labels; the dataloaders' batches hold float32
@@ -127,6 +105,7 @@ class TensorDataModule(pl.LightningDataModule):
         download: bool = False,
         device: str | torch.device | None = None,
         seed: int = 0,
+        splits: Splits | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -140,6 +119,25 @@ class TensorDataModule(pl.LightningDataModule):
         self.val_y: torch.Tensor | None = None
         self.test_x: torch.Tensor | None = None
         self.test_y: torch.Tensor | None = None
+        if splits is not None:
+            _check_splits(splits, type(self).__name__)
+            self._assign(splits)
+            if self.device is not None:
+                self.to(self.device)
+
+    @classmethod
+    def from_splits(
+        cls,
+        cfg: Any,
+        splits: Splits,
+        data_dir: str | Path | None = None,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+    ) -> TensorDataModule:
+        """A datamodule of dataset ``cfg`` holding ``splits`` (tensors decoded elsewhere: shipped
+        from the sweep driver, a subset, train and validation joined); ``setup`` loads nothing
+        and the per-process cache is left as it is. Call it on the dataset's class."""
+        return cls(cfg, data_dir, device=device, seed=seed, splits=splits)
 
     # -- to implement -------------------------------------------------------------------------
 
@@ -206,17 +204,23 @@ class TensorDataModule(pl.LightningDataModule):
             return 0, 1
         return trainer.global_rank, trainer.world_size
 
-    def train_dataloader(self) -> TensorBatches:
+    def train_dataloader(
+        self, *, seed: int | None = None, rank: int | None = None, world_size: int | None = None
+    ) -> TensorBatches:
+        """Shuffled training batches; ``seed`` (default ``self.seed``) and this process's
+        ``rank`` of ``world_size`` (default: the attached trainer's, else 0 of 1) may be given
+        by training code that builds the batches before the trainer runs."""
         s = self._splits()
-        rank, world = self._rank_world()
+        if rank is None or world_size is None:
+            rank, world_size = self._rank_world()
         return TensorBatches(
             s.train_x,
             s.train_y,
             self.cfg.batch_size,
             shuffle=True,
-            seed=self.seed,
+            seed=self.seed if seed is None else seed,
             rank=rank,
-            world_size=world,
+            world_size=world_size,
         )
 
     def _eval_batches(self, x: torch.Tensor, y: torch.Tensor) -> TensorBatches:

@@ -16,8 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search_spaces.typed import ConfigError
-
 from .base import SPLITS
 from .errors import DataError, one_line
 from .paths import resolve_data_dir
@@ -43,8 +41,9 @@ class DatasetCheck:
 def check_dataset(name: str, data_dir: str | Path | None = None) -> DatasetCheck:
     """Load dataset ``name`` (default config, no download).
 
-    DataError, ConfigError and OSError (say, a cache folder that cannot be written) are
-    reported in the result, so one broken dataset does not stop the check of the others.
+    DataError (including a config that does not fit the files found) and OSError (say, a cache
+    folder that cannot be written) are reported in the result, so one broken dataset does not
+    stop the check of the others.
     """
     start = time.perf_counter()
     cfg = default_config(name)
@@ -53,7 +52,7 @@ def check_dataset(name: str, data_dir: str | Path | None = None) -> DatasetCheck
     try:
         result.source = dm.describe_source()
         dm.setup()
-    except (DataError, ConfigError) as exc:
+    except DataError as exc:
         result.error = str(exc)
     except OSError as exc:
         result.error = _os_error_line(exc)

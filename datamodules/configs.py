@@ -1,19 +1,18 @@
 """Frozen dataset configs; everything a model needs to know about the data, without loading it.
 
-Each config starts with a ``name`` field so ``search_spaces.typed.to_dict`` /
-``from_dict`` round-trip and the registry can pick the class back from a plain mapping.
+Each config is a frozen pydantic model whose ``name`` field is the discriminator of
+:data:`DataConfig`, so ``model_dump(mode="json")`` and the registry's parser round-trip.
 Settings that change the tensors (split sizes, seeds, HOG parameters, image size) are config
 fields; where the files live (``data_dir``) and whether to download are not, because they
-differ between machines running the same experiment.
+differ between machines running the same experiment. Bad values raise pydantic's
+``ValidationError`` (``search_spaces`` turns it into a one-line ``ConfigError``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from search_spaces.typed import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 MNIST_SIZE = 28
 MNIST_TRAIN_SIZE = 60_000
@@ -32,27 +31,13 @@ FASHION_CLASSES = (
 )
 PNEUMONIA_CLASSES = ("normal", "pneumonia")
 
+# Strict: no "3" -> 3 or True -> 1 coercion; frozen: configs are hashable cache keys;
+# forbid: an unknown key is a typo.
+CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-def _positive(cfg: Any, *fields: str) -> None:
-    for f in fields:
-        value = getattr(cfg, f)
-        if value <= 0:
-            raise ConfigError(f"{f}: must be > 0, got {value!r}")
-
-
-def _one_of(cfg: Any, field: str, allowed: tuple[str, ...]) -> None:
-    # from_dict checks Literal fields, but direct construction in Python code does not.
-    value = getattr(cfg, field)
-    if value not in allowed:
-        raise ConfigError(f"{field}: must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-
-
-def _val_size_ok(val_size: int) -> None:
-    if not 0 < val_size < MNIST_TRAIN_SIZE:
-        raise ConfigError(
-            f"val_size: must be between 1 and {MNIST_TRAIN_SIZE - 1} "
-            f"(images taken from the {MNIST_TRAIN_SIZE:,} training images), got {val_size!r}"
-        )
+BatchSize = Annotated[int, Field(gt=0)]
+# Images taken from the 60,000 MNIST training images for validation.
+ValSize = Annotated[int, Field(gt=0, lt=MNIST_TRAIN_SIZE)]
 
 
 def hog_grid(image_size: int, pixels_per_cell: int, cells_per_block: int) -> tuple[int, int]:
@@ -82,12 +67,11 @@ def data_key(cfg: Any) -> tuple[tuple[str, Any], ...]:
     decoded copy of the data.
     """
     return (("type", type(cfg).__name__),) + tuple(
-        (f.name, getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.name != "batch_size"
+        (name, getattr(cfg, name)) for name in type(cfg).model_fields if name != "batch_size"
     )
 
 
-@dataclass(frozen=True)
-class IdxConfig:
+class IdxConfig(BaseModel):
     """MNIST or Fashion-MNIST from the original IDX files, as (1, 28, 28) images in [0, 1].
 
     The official 60,000 training images are split into ``60000 - val_size`` train and
@@ -95,15 +79,12 @@ class IdxConfig:
     10,000 test images are the test split.
     """
 
-    name: Literal["mnist", "fashion_mnist"] = "mnist"
-    batch_size: int = 128
-    val_size: int = 10_000
-    split_seed: int = 0
+    model_config = CONFIG
 
-    def __post_init__(self) -> None:
-        _one_of(self, "name", ("mnist", "fashion_mnist"))
-        _positive(self, "batch_size")
-        _val_size_ok(self.val_size)
+    name: Literal["mnist", "fashion_mnist"] = "mnist"
+    batch_size: BatchSize = 128
+    val_size: ValSize = 10_000
+    split_seed: int = 0
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -118,36 +99,32 @@ class IdxConfig:
         return FASHION_CLASSES if self.name == "fashion_mnist" else DIGIT_CLASSES
 
 
-@dataclass(frozen=True)
-class HogMnistConfig:
+class HogMnistConfig(BaseModel):
     """MNIST as standardized HOG feature vectors (for MLPs and linear models).
 
     Features follow ``skimage.feature.hog(..., block_norm="L2-Hys")`` on the [0, 1] images;
     splits are the same as :class:`IdxConfig` with equal ``val_size`` / ``split_seed``.
     """
 
-    name: Literal["hog_mnist"] = "hog_mnist"
-    batch_size: int = 128
-    val_size: int = 10_000
-    split_seed: int = 0
-    orientations: int = 8
-    pixels_per_cell: int = 4
-    cells_per_block: int = 1
+    model_config = CONFIG
 
-    def __post_init__(self) -> None:
-        _one_of(self, "name", ("hog_mnist",))
-        _positive(self, "batch_size", "orientations")
-        _val_size_ok(self.val_size)
-        if not 1 <= self.pixels_per_cell <= MNIST_SIZE:
-            raise ConfigError(
-                f"pixels_per_cell: must be between 1 and {MNIST_SIZE}, got {self.pixels_per_cell!r}"
-            )
+    name: Literal["hog_mnist"] = "hog_mnist"
+    batch_size: BatchSize = 128
+    val_size: ValSize = 10_000
+    split_seed: int = 0
+    orientations: Annotated[int, Field(gt=0)] = 8
+    pixels_per_cell: Annotated[int, Field(ge=1, le=MNIST_SIZE)] = 4
+    cells_per_block: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _block_fits_image(self) -> HogMnistConfig:
         n_cells = MNIST_SIZE // self.pixels_per_cell
-        if not 1 <= self.cells_per_block <= n_cells:
-            raise ConfigError(
+        if self.cells_per_block > n_cells:
+            raise ValueError(
                 f"cells_per_block: must be between 1 and {n_cells} (the {n_cells}x{n_cells} "
                 f"cells of {self.pixels_per_cell}px in a 28x28 image), got {self.cells_per_block!r}"
             )
+        return self
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -165,8 +142,7 @@ class HogMnistConfig:
         return DIGIT_CLASSES
 
 
-@dataclass(frozen=True)
-class PneumoniaConfig:
+class PneumoniaConfig(BaseModel):
     """Pediatric chest X-rays, normal (0) vs pneumonia (1), as (1, S, S) images in [0, 1].
 
     ``source``: ``"npz"`` is MedMNIST's ``pneumoniamnist.npz`` (28x28, its own train/val/test
@@ -175,23 +151,14 @@ class PneumoniaConfig:
     present, else the npz. Images are resized to ``image_size`` once, at load.
     """
 
-    name: Literal["pneumonia"] = "pneumonia"
-    batch_size: int = 32
-    source: Literal["auto", "npz", "folder"] = "auto"
-    image_size: int = 128
-    val_fraction: float = 0.1
-    split_seed: int = 0
+    model_config = CONFIG
 
-    def __post_init__(self) -> None:
-        _one_of(self, "name", ("pneumonia",))
-        _one_of(self, "source", ("auto", "npz", "folder"))
-        _positive(self, "batch_size")
-        if not 8 <= self.image_size <= 1024:
-            raise ConfigError(f"image_size: must be between 8 and 1024, got {self.image_size!r}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(
-                f"val_fraction: must be strictly between 0 and 1, got {self.val_fraction!r}"
-            )
+    name: Literal["pneumonia"] = "pneumonia"
+    batch_size: BatchSize = 32
+    source: Literal["auto", "npz", "folder"] = "auto"
+    image_size: Annotated[int, Field(ge=8, le=1024)] = 128
+    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    split_seed: int = 0
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -206,4 +173,6 @@ class PneumoniaConfig:
         return PNEUMONIA_CLASSES
 
 
-DataConfig = IdxConfig | HogMnistConfig | PneumoniaConfig
+# The union a plain mapping is parsed into: ``name`` picks the class.
+DataConfig = Annotated[IdxConfig | HogMnistConfig | PneumoniaConfig, Field(discriminator="name")]
+DATA_CONFIG: TypeAdapter[Any] = TypeAdapter(DataConfig)

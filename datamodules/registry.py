@@ -8,10 +8,8 @@ from typing import Any
 
 import torch
 
-from search_spaces.typed import ConfigError, from_dict
-
 from .base import TensorDataModule
-from .configs import DataConfig, HogMnistConfig, IdxConfig, PneumoniaConfig
+from .configs import DATA_CONFIG, DataConfig, HogMnistConfig, IdxConfig, PneumoniaConfig
 from .hog import HogMnistDataModule
 from .idx import IdxDataModule
 from .pneumonia import PneumoniaDataModule
@@ -24,18 +22,17 @@ DATASETS: dict[str, tuple[type[Any], type[TensorDataModule]]] = {
 }
 
 
-def _entry(name: str, where: str = "") -> tuple[type[Any], type[TensorDataModule]]:
+def _entry(name: str) -> tuple[type[Any], type[TensorDataModule]]:
     try:
         return DATASETS[name]
     except (KeyError, TypeError):
-        prefix = f"{where}.name" if where else "name"
-        raise ConfigError(
-            f"{prefix}: unknown dataset {name!r} (known: {', '.join(DATASETS)})"
+        raise ValueError(
+            f"name: unknown dataset {name!r} (known: {', '.join(DATASETS)})"
         ) from None
 
 
 def config_class(name: str) -> type[Any]:
-    """The config dataclass of dataset ``name``; ConfigError for an unknown name."""
+    """The config class of dataset ``name``; ValueError for an unknown name."""
     return _entry(name)[0]
 
 
@@ -44,15 +41,10 @@ def default_config(name: str) -> DataConfig:
     return config_class(name)(name=name)
 
 
-def data_config_from_dict(d: Mapping[str, Any], where: str = "") -> DataConfig:
-    """Strictly parse a plain mapping (YAML, JSON, checkpoint) whose ``name`` picks the dataset."""
-    if not isinstance(d, Mapping):
-        raise ConfigError(f"{where or 'data'}: expected a mapping, got {d!r}")
-    if "name" not in d:
-        raise ConfigError(
-            f"{f'{where}.' if where else ''}name: missing (one of: {', '.join(DATASETS)})"
-        )
-    return from_dict(_entry(d["name"], where)[0], d, where)
+def data_config_from_dict(d: Mapping[str, Any]) -> DataConfig:
+    """Strictly parse a plain mapping (YAML, JSON, checkpoint) whose ``name`` picks the dataset;
+    raises pydantic's ``ValidationError``."""
+    return DATA_CONFIG.validate_python(d)
 
 
 def build_datamodule(

@@ -1,20 +1,19 @@
 """Model layer: typed configs, backbones, the LightningModule, metrics and lab presets.
 
 Data information (input shape, class count, positive-class weight) comes in as plain
-arguments; nothing here imports the datamodules, Ray or Optuna (only the config helpers in
-search_spaces.typed).
+arguments; nothing here imports the datamodules, search_spaces, Ray or Optuna. Configs are
+pydantic models; bad values raise ``ValueError`` / ``ValidationError``.
 """
 
+from .backbones import FAMILIES, build_backbone
 from .classifier import ClassifierModule
 from .configs import (
-    FAMILIES,
     BinaryCNNConfig,
     CNNConfig,
     ConvNetConfig,
     MLPConfig,
     ModelConfig,
     OptimConfig,
-    build_backbone,
     model_config_from_dict,
     optim_config_from_dict,
     validate_for_data,

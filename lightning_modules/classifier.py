@@ -15,21 +15,17 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from search_spaces.typed import ConfigError, to_dict
-
+from .backbones import build_backbone
 from .configs import (
-    FAMILIES,
+    CONFIG_CLASSES,
     ModelConfig,
     OptimConfig,
-    build_backbone,
     model_config_from_dict,
     optim_config_from_dict,
     validate_for_data,
 )
 from .metrics import binary_metrics, metrics_from_confusion
 from .optim import build_optimizer, build_scheduler
-
-_CONFIG_CLASSES = tuple(cls for cls, _ in FAMILIES.values())
 
 
 class ClassifierModule(pl.LightningModule):
@@ -64,18 +60,21 @@ class ClassifierModule(pl.LightningModule):
         max_epochs: int | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(model, _CONFIG_CLASSES):
-            model = model_config_from_dict(model, "model")
-        if not isinstance(optim, OptimConfig):
-            optim = optim_config_from_dict(optim, "optimizer")
         input_shape = tuple(input_shape)
-        validate_for_data(model, input_shape, num_classes)
+        # Typed configs come already validated (TrainConfig checks the model fits the data);
+        # plain dicts are what load_from_checkpoint passes back from the hparams, so they go
+        # through the same parse and data-fit check here.
+        if not isinstance(model, CONFIG_CLASSES):
+            model = model_config_from_dict(model)
+            validate_for_data(model, input_shape, num_classes)
+        if not isinstance(optim, OptimConfig):
+            optim = optim_config_from_dict(optim)
         if pos_weight is not None:
             pos_weight = float(pos_weight)
             if not pos_weight > 0:
-                raise ConfigError(f"pos_weight must be positive, got {pos_weight}")
+                raise ValueError(f"pos_weight must be positive, got {pos_weight}")
             if num_classes != 2:
-                raise ConfigError(
+                raise ValueError(
                     f"pos_weight weights the positive class of a 2-class problem, "
                     f"got {num_classes} classes"
                 )
@@ -89,8 +88,8 @@ class ClassifierModule(pl.LightningModule):
         # load_from_checkpoint can rebuild the module from them.
         self.save_hyperparameters(
             {
-                "model": to_dict(model),
-                "optim": to_dict(optim),
+                "model": model.model_dump(mode="json"),
+                "optim": optim.model_dump(mode="json"),
                 "input_shape": list(input_shape),
                 "num_classes": num_classes,
                 "pos_weight": pos_weight,

@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from .blocks import conv_block, dense_head
-
-if TYPE_CHECKING:  # configs imports this module for its registry; avoid the cycle at runtime
-    from .configs import ConvNetConfig
+from .configs import ConvNetConfig
 
 
 class ConvNet(nn.Module):

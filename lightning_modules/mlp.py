@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from .blocks import dense_head
-
-if TYPE_CHECKING:  # configs imports this module for its registry; avoid the cycle at runtime
-    from .configs import MLPConfig
+from .configs import MLPConfig
 
 
 class MLP(nn.Module):

@@ -10,8 +10,6 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
 
-from search_spaces.typed import ConfigError
-
 from .configs import OptimConfig
 
 
@@ -42,7 +40,7 @@ def build_optimizer(params: Iterable[Any], cfg: OptimConfig) -> Optimizer:
             weight_decay=cfg.weight_decay,
         )
     # OptimConfig validates the name, so this only trips if a name is added there but not here.
-    raise ConfigError(f"optimizer.name: no factory for optimizer {cfg.name!r}")
+    raise ValueError(f"optimizer.name: no factory for optimizer {cfg.name!r}")
 
 
 def build_scheduler(
@@ -62,13 +60,13 @@ def build_scheduler(
         return None
     if cfg.schedule == "cosine":
         if not max_epochs or max_epochs < 1:
-            raise ConfigError(
+            raise ValueError(
                 f"optimizer.schedule: 'cosine' needs a positive max_epochs, got {max_epochs}"
             )
         return {"scheduler": CosineAnnealingLR(optimizer, T_max=max_epochs), "interval": "epoch"}
     if cfg.schedule == "onecycle":
         if total_steps is None or not math.isfinite(total_steps) or total_steps < 1:
-            raise ConfigError(
+            raise ValueError(
                 "optimizer.schedule: 'onecycle' needs a finite number of training steps "
                 f"(set max_epochs or max_steps), got {total_steps}"
             )
@@ -78,4 +76,4 @@ def build_scheduler(
             optimizer, max_lr=cfg.lr, total_steps=int(total_steps), cycle_momentum=False
         )
         return {"scheduler": scheduler, "interval": "step"}
-    raise ConfigError(f"optimizer.schedule: no factory for schedule {cfg.schedule!r}")
+    raise ValueError(f"optimizer.schedule: no factory for schedule {cfg.schedule!r}")

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from search_spaces.typed import ConfigError
-
 from .classifier import ClassifierModule
 from .configs import (
     BinaryCNNConfig,
@@ -18,7 +16,6 @@ from .configs import (
     MLPConfig,
     ModelConfig,
     OptimConfig,
-    validate_for_data,
 )
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "hog_mnist", "pneumonia")
@@ -52,13 +49,14 @@ class Preset:
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
-            raise ConfigError(
+            raise ValueError(
                 f"preset {self.name}: unknown dataset {self.dataset!r} "
                 f"(known: {', '.join(DATASETS)})"
             )
         if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError(f"preset {self.name}: epochs and batch_size must be positive")
-        validate_for_data(self.model, self.input_shape, self.num_classes, where=self.name)
+            raise ValueError(f"preset {self.name}: epochs and batch_size must be positive")
+        # Whether the model fits the data is checked once, where a preset becomes a training
+        # config (search_spaces.train_config.preset_sections -> TrainConfig).
 
     def module(self, pos_weight: float | None = None) -> ClassifierModule:
         """A fresh :class:`ClassifierModule` for this preset."""
@@ -175,8 +173,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
 
 
 def get_preset(name: str) -> Preset:
-    """The preset called ``name``; unknown names raise :class:`ConfigError` listing the known."""
+    """The preset called ``name``; unknown names raise ``ValueError`` listing the known."""
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})") from None
+        raise ValueError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})") from None

@@ -31,7 +31,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from datamodules.errors import DataError
     from scripts.train import MetricNotLoggedError
     from scripts.versions import VersionMismatch
-    from search_spaces.typed import ConfigError
+    from search_spaces.errors import ConfigError
 
     return (UserError, ConfigError, DataError, MetricNotLoggedError, FileNotFoundError,
             VersionMismatch)
@@ -119,10 +119,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> Any:
-    import yaml
-
+    from search_spaces.errors import ConfigError
+    from search_spaces.schema import load_yaml_mapping
     from search_spaces.train_config import TrainConfig, preset_sections, train_config_from_sections
-    from search_spaces.typed import ConfigError
 
     if args.preset:
         from lightning_modules.presets import PRESETS
@@ -133,14 +132,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         epochs, seed = PRESETS[args.preset].epochs, 0
     else:
         path = Path(args.config)
-        if not path.is_file():
-            raise UserError(f"{path}: config file not found")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise UserError(f"{path}: expected a mapping with data/model/optimizer")
+        raw = load_yaml_mapping(path, "config file")
         try:
             cfg = TrainConfig.from_dict(raw)
         except ConfigError as exc:
@@ -179,14 +171,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import yaml
 
     from scripts.tune.driver import run_sweep
     from scripts.tune.options import SweepOptions, sweep_flags
-    from search_spaces.schema import load_space
+    from search_spaces.schema import load_space, load_yaml_mapping
 
     space = load_space(args.space)
-    raw = yaml.safe_load(Path(args.space).read_text())
+    raw = load_yaml_mapping(args.space)
     opts = SweepOptions(**{field.name: getattr(args, field.name) for _, field in sweep_flags()})
     if args.data_dir:
         os.environ["HPSEARCH_DATA_DIR"] = str(Path(args.data_dir).resolve())

@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 
 from datamodules.paths import atomic_write
+from search_spaces.errors import ConfigError
 from search_spaces.schema import SearchSpace
 from search_spaces.trials import sampled_params, trial_config
-from search_spaces.typed import ConfigError
 
 LEADERBOARD = "leaderboard.csv"
 SWEEP_META = "sweep.json"

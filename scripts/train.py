@@ -7,17 +7,18 @@ import contextlib
 import logging
 import math
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 
-from datamodules import build_datamodule
+from datamodules import Splits, build_datamodule
 from datamodules.batches import BatchChunks
 from lightning_modules.classifier import ClassifierModule
 from search_spaces.train_config import TrainConfig
@@ -127,7 +128,8 @@ class TrainResult:
     module: ClassifierModule
     datamodule: Any
     test: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The Lightning checkpoint of the trained (and tested) run, with ``keep_checkpoint=True``.
+    checkpoint: bytes | None = None
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -169,6 +171,11 @@ def train(
     stop_after: int | None = None,
     train_on: str = "train",
     ckpt_path: str | None = None,
+    history: EpochHistory | None = None,
+    strategy: Any = "auto",
+    plugins: Sequence[Any] = (),
+    devices: int | str = 1,
+    keep_checkpoint: bool = False,
 ) -> TrainResult:
     """Train ``cfg`` and return its per-epoch history, best objective value and module.
 
@@ -179,31 +186,35 @@ def train(
     split (its validation metrics are then optimistic). ``ckpt_path``: a checkpoint of this
     run to continue from (weights, optimizer, LR schedule, epoch and history); a run whose
     checkpoint already holds its last epoch trains nothing more.
+
+    ``history``: the recorder of the epochs (made here from ``objective`` and ``mode`` if not
+    given), for callers whose callbacks read it. ``strategy``, ``plugins`` and ``devices`` go
+    to the Trainer: a data-parallel Ray Train worker passes ``RayDDPStrategy()`` and
+    ``[RayLightningEnvironment()]`` (``ray.train.lightning.prepare_trainer`` only checks
+    that pairing, so it is not needed); each rank then trains on its shard of the training
+    split. ``keep_checkpoint``: put the final checkpoint in ``TrainResult.checkpoint``.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     accelerator = resolve_accelerator(accelerator)
     if datamodule is None:
-        datamodule = build_datamodule(cfg.data, data_dir)
-    datamodule.seed = cfg.seed
+        datamodule = build_datamodule(cfg.data, data_dir, seed=cfg.seed)
     datamodule.setup("fit")
     if train_on == "train+val":
-        datamodule.train_x = torch.cat([datamodule.train_x, datamodule.val_x])
-        datamodule.train_y = torch.cat([datamodule.train_y, datamodule.val_y])
+        dm = datamodule
+        joined = Splits(torch.cat([dm.train_x, dm.val_x]), torch.cat([dm.train_y, dm.val_y]),
+                        dm.val_x, dm.val_y, dm.test_x, dm.test_y)
+        datamodule = type(dm).from_splits(dm.cfg, joined, data_dir=dm.data_dir,
+                                          device=dm.device, seed=cfg.seed)
     elif train_on != "train":
         raise ValueError(f"train_on: must be 'train' or 'train+val', got {train_on!r}")
-    if accelerator == "gpu":
-        # These datasets fit on any GPU: keeping them there removes the per-batch copy.
-        datamodule.to(torch.device("cuda"))
     module = build_module(cfg, datamodule)
-    # The module takes one plain optimizer step per mini-batch of each chunk (see
-    # ClassifierModule.training_step); results are the same as one Lightning step per batch.
-    module.automatic_optimization = False
-    train_batches = BatchChunks(datamodule.train_dataloader(), STEPS_PER_CHUNK)
-    history = EpochHistory(objective, mode)
+    history = history if history is not None else EpochHistory(objective, mode)
     trainer = pl.Trainer(
         max_epochs=stop_after or cfg.max_epochs,
         accelerator=accelerator,
-        devices=1,
+        devices=devices,
+        strategy=strategy,
+        plugins=list(plugins) or None,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
@@ -213,6 +224,24 @@ def train(
         default_root_dir=str(root_dir) if root_dir else None,
         deterministic=False,
     )
+    if accelerator == "gpu":
+        # These datasets fit on any GPU: keeping them there removes the per-batch copy.
+        datamodule.to(trainer.strategy.root_device)
+    # The ranks are known before fit (a Ray worker's from its Train context): each rank
+    # draws the same permutation per epoch and takes its own block of it.
+    batches = datamodule.train_dataloader(seed=cfg.seed, rank=trainer.global_rank,
+                                          world_size=trainer.world_size)
+    if trainer.world_size == 1:
+        # The module takes one plain optimizer step per mini-batch of each chunk (see
+        # ClassifierModule.training_step); results are the same as one Lightning step per
+        # batch.
+        module.automatic_optimization = False
+        train_batches: Any = BatchChunks(batches, STEPS_PER_CHUNK)
+    else:
+        # DDP averages gradients only in a backward that follows its forward: the steps
+        # inside a chunk run within one forward and would skip it, so every mini-batch is
+        # a Lightning step here.
+        train_batches = batches
     with plain_cuda_check():
         trainer.fit(module, train_batches, datamodule.val_dataloader(), ckpt_path=ckpt_path)
     result = TrainResult(
@@ -225,9 +254,13 @@ def train(
         module=module,
         datamodule=datamodule,
     )
-    result.extra["trainer"] = trainer
     if run_test:
         datamodule.setup("test")
         tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         result.test = {k: _as_float(v) for k, v in tested.items()}
+    if keep_checkpoint:
+        with tempfile.TemporaryDirectory(prefix="hpsearch-train-") as tmp:
+            path = Path(tmp, "model.ckpt")
+            trainer.save_checkpoint(path)
+            result.checkpoint = path.read_bytes()
     return result

@@ -4,6 +4,10 @@ A file holds the fixed settings of one experiment (``data``, ``model``, ``optimi
 the searched hyperparameters (``search``: a dotted config path mapped to a distribution),
 the objective, the budget and the resources per trial. Everything is checked when the
 file is loaded, so a bad file stops the sweep before Ray starts.
+
+The settings are frozen pydantic models (strict, unknown keys refused); :class:`SearchSpace`
+and :class:`Param` stay frozen dataclasses holding them, so ``dataclasses.replace`` works on
+the space (use :func:`search_spaces.errors.replaced` for the pydantic parts).
 """
 
 from __future__ import annotations
@@ -12,62 +16,71 @@ import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
 
-from search_spaces.typed import ConfigError, from_dict
+from search_spaces.errors import ConfigError, validated
 
 SECTIONS = ("data", "model", "optimizer")
 LIST_LENGTH = "length"
 
 
-def _check_range(dist: Any, where: str) -> None:
-    if dist.low > dist.high:
-        raise ConfigError(f"{where}: low ({dist.low}) > high ({dist.high})")
-    if dist.log and dist.low <= 0:
-        raise ConfigError(f"{where}: log scale needs low > 0, got {dist.low}")
+# Strict: no "3" -> 3 or True -> 1 coercion; frozen: hashable, safe to share between trials;
+# forbid: an unknown key is a typo.
+CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-@dataclass(frozen=True)
-class IntDist:
+def _as_tuple(value: Any) -> Any:
+    # YAML gives lists; the configs hold tuples (hashable), which strict mode would refuse.
+    return tuple(value) if isinstance(value, list) else value
+
+
+class _Frozen(BaseModel):
+    model_config = CONFIG
+
+
+class _Range(_Frozen):
+    @model_validator(mode="after")
+    def _ordered(self) -> Any:
+        if self.low > self.high:  # type: ignore[attr-defined]
+            raise ValueError(f"low ({self.low}) > high ({self.high})")  # type: ignore[attr-defined]
+        if self.log and self.low <= 0:  # type: ignore[attr-defined]
+            raise ValueError(f"log scale needs low > 0, got {self.low}")  # type: ignore[attr-defined]
+        return self
+
+
+class IntDist(_Range):
     type: Literal["int"]
     low: int
     high: int
     log: bool = False
-    step: int = 1
-
-    def check(self, where: str) -> None:
-        _check_range(self, where)
-        if self.step <= 0:
-            raise ConfigError(f"{where}: step must be positive, got {self.step}")
+    step: Annotated[int, Field(gt=0)] = 1
 
     def candidates(self) -> tuple[Any, ...]:
         return (self.low, self.high)
 
 
-@dataclass(frozen=True)
-class FloatDist:
+class FloatDist(_Range):
     type: Literal["float"]
     low: float
     high: float
     log: bool = False
 
-    def check(self, where: str) -> None:
-        _check_range(self, where)
-
     def candidates(self) -> tuple[Any, ...]:
         return (self.low, self.high)
 
 
-@dataclass(frozen=True)
-class ChoiceDist:
+class ChoiceDist(_Frozen):
     type: Literal["choice"]
-    values: tuple[Any, ...]
+    values: Annotated[tuple[Any, ...], BeforeValidator(_as_tuple)]
 
-    def check(self, where: str) -> None:
+    @model_validator(mode="after")
+    def _not_empty(self) -> ChoiceDist:
         if not self.values:
-            raise ConfigError(f"{where}: empty choice list")
+            raise ValueError("empty choice list")
+        return self
 
     def candidates(self) -> tuple[Any, ...]:
         return self.values
@@ -77,19 +90,18 @@ Scalar = IntDist | FloatDist | ChoiceDist
 _SCALARS: dict[str, type] = {"int": IntDist, "float": FloatDist, "choice": ChoiceDist}
 
 
-@dataclass(frozen=True)
-class ListDist:
+class ListDist(_Frozen):
     """A list whose length is drawn first, then each element (e.g. layer widths)."""
 
     type: Literal["list"]
     length: IntDist
-    each: Scalar
+    each: Annotated[Scalar, Field(discriminator="type")]
 
-    def check(self, where: str) -> None:
-        self.length.check(f"{where}.length")
+    @model_validator(mode="after")
+    def _some_elements(self) -> ListDist:
         if self.length.low < 1:
-            raise ConfigError(f"{where}.length: low must be at least 1, got {self.length.low}")
-        self.each.check(f"{where}.each")
+            raise ValueError(f"length: low must be at least 1, got {self.length.low}")
+        return self
 
     def candidates(self) -> tuple[Any, ...]:
         return tuple([v] * n for v in self.each.candidates() for n in self.length.candidates())
@@ -119,8 +131,7 @@ class Param:
         return all(drawn.get(name) in values for name, values in self.when)
 
 
-@dataclass(frozen=True)
-class Objective:
+class Objective(_Frozen):
     metric: str = "val_acc"
     mode: Literal["max", "min"] = "max"
 
@@ -132,8 +143,7 @@ TRIAL_METRICS = ("param_count", "train_time_s")
 
 # Optuna's samplers, each with its main options; an option left out keeps Optuna's default,
 # and ``seed`` defaults to the space's seed.
-@dataclass(frozen=True)
-class TpeSampler:
+class TpeSampler(_Frozen):
     name: Literal["tpe"] = "tpe"
     n_startup_trials: int | None = None
     multivariate: bool | None = None
@@ -142,37 +152,32 @@ class TpeSampler:
     seed: int | None = None
 
 
-@dataclass(frozen=True)
-class RandomSampler:
+class RandomSampler(_Frozen):
     name: Literal["random"] = "random"
     seed: int | None = None
 
 
-@dataclass(frozen=True)
-class GpSampler:
+class GpSampler(_Frozen):
     name: Literal["gp"] = "gp"
     n_startup_trials: int | None = None
     seed: int | None = None
 
 
-@dataclass(frozen=True)
-class CmaEsSampler:
+class CmaEsSampler(_Frozen):
     name: Literal["cmaes"] = "cmaes"
     n_startup_trials: int | None = None
     popsize: int | None = None
     seed: int | None = None
 
 
-@dataclass(frozen=True)
-class QmcSampler:
+class QmcSampler(_Frozen):
     name: Literal["qmc"] = "qmc"
     qmc_type: Literal["sobol", "halton"] | None = None
     scramble: bool | None = None
     seed: int | None = None
 
 
-@dataclass(frozen=True)
-class Nsga2Sampler:
+class Nsga2Sampler(_Frozen):
     name: Literal["nsga2"] = "nsga2"
     population_size: int | None = None
     mutation_prob: float | None = None
@@ -181,6 +186,7 @@ class Nsga2Sampler:
 
 
 SamplerSpec = TpeSampler | RandomSampler | GpSampler | CmaEsSampler | QmcSampler | Nsga2Sampler
+SAMPLER_SPEC: TypeAdapter[Any] = TypeAdapter(Annotated[SamplerSpec, Field(discriminator="name")])
 SAMPLERS: dict[str, type] = {
     "tpe": TpeSampler, "random": RandomSampler, "gp": GpSampler, "cmaes": CmaEsSampler,
     "qmc": QmcSampler, "nsga2": Nsga2Sampler,
@@ -195,100 +201,67 @@ NUMERIC_SAMPLERS = frozenset({"cmaes", "qmc"})
 # Ray Tune's trial schedulers. They read ``budget.grace_period`` and
 # ``budget.reduction_factor``; ``hyperband`` is Ray's asynchronous HyperBand (ASHA over
 # several brackets), which never pauses a trial.
-@dataclass(frozen=True)
-class AshaScheduler:
+class AshaScheduler(_Frozen):
     name: Literal["asha"] = "asha"
 
 
-@dataclass(frozen=True)
-class HyperbandScheduler:
+class HyperbandScheduler(_Frozen):
     name: Literal["hyperband"] = "hyperband"
-    brackets: int = 3
-
-    def __post_init__(self) -> None:
-        if self.brackets < 1:
-            raise ConfigError(f"brackets: must be at least 1, got {self.brackets}")
+    brackets: Annotated[int, Field(ge=1)] = 3
 
 
-@dataclass(frozen=True)
-class MedianScheduler:
+class MedianScheduler(_Frozen):
     name: Literal["median"] = "median"
-    min_samples_required: int = 3
-
-    def __post_init__(self) -> None:
-        if self.min_samples_required < 1:
-            raise ConfigError(
-                f"min_samples_required: must be at least 1, got {self.min_samples_required}")
+    min_samples_required: Annotated[int, Field(ge=1)] = 3
 
 
-@dataclass(frozen=True)
-class NoScheduler:
+class NoScheduler(_Frozen):
     name: Literal["none"] = "none"
 
 
 SchedulerSpec = AshaScheduler | HyperbandScheduler | MedianScheduler | NoScheduler
+SCHEDULER_SPEC: TypeAdapter[Any] = TypeAdapter(
+    Annotated[SchedulerSpec, Field(discriminator="name")]
+)
 SCHEDULERS: dict[str, type] = {
     "asha": AshaScheduler, "hyperband": HyperbandScheduler, "median": MedianScheduler,
     "none": NoScheduler,
 }
 
 
-@dataclass(frozen=True)
-class Budget:
-    num_samples: int = 8
-    max_epochs: int = 5
-    grace_period: int = 1
-    reduction_factor: int = 2
-    time_budget_s: float | None = None
+class Budget(_Frozen):
+    num_samples: Annotated[int, Field(ge=1)] = 8
+    max_epochs: Annotated[int, Field(ge=1)] = 5
+    grace_period: Annotated[int, Field(ge=1)] = 1
+    reduction_factor: Annotated[int, Field(ge=2)] = 2
+    time_budget_s: Annotated[float, Field(gt=0)] | None = None
     # Stop the sweep once its trials have trained this many epochs in all: the same compute
     # for any sampler or scheduler (trials still running then are stopped).
-    total_epochs: int | None = None
+    total_epochs: Annotated[int, Field(ge=1)] | None = None
 
-    def __post_init__(self) -> None:
-        for name in ("num_samples", "max_epochs", "grace_period"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"budget.{name}: must be at least 1, got {getattr(self, name)}")
-        if self.reduction_factor < 2:
-            raise ConfigError(
-                f"budget.reduction_factor: must be at least 2, got {self.reduction_factor}"
-            )
+    @model_validator(mode="after")
+    def _grace_within_run(self) -> Budget:
         if self.grace_period > self.max_epochs:
-            raise ConfigError(
-                f"budget.grace_period: {self.grace_period} exceeds max_epochs {self.max_epochs}"
+            raise ValueError(
+                f"grace_period: {self.grace_period} exceeds max_epochs {self.max_epochs}"
             )
-        if self.total_epochs is not None and self.total_epochs < 1:
-            raise ConfigError(f"budget.total_epochs: must be at least 1, got {self.total_epochs}")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise ConfigError(f"budget.time_budget_s: must be positive, got {self.time_budget_s}")
+        return self
 
 
-@dataclass(frozen=True)
-class Resources:
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int | None = None
-    workers_per_trial: int = 1
+class Resources(_Frozen):
+    cpus_per_trial: Annotated[float, Field(gt=0)] = 1.0
+    gpus_per_trial: Annotated[float, Field(ge=0)] = 0.0
+    max_concurrent: Annotated[int, Field(ge=1)] | None = None
+    workers_per_trial: Annotated[int, Field(ge=1)] = 1
 
-    def __post_init__(self) -> None:
-        if self.cpus_per_trial <= 0:
-            raise ConfigError(
-                f"resources.cpus_per_trial: must be positive, got {self.cpus_per_trial}"
-            )
-        if self.gpus_per_trial < 0:
-            raise ConfigError(f"resources.gpus_per_trial: must be >= 0, got {self.gpus_per_trial}")
+    @model_validator(mode="after")
+    def _whole_gpus_above_one(self) -> Resources:
         if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
-            raise ConfigError(
-                f"resources.gpus_per_trial: fractions are for sharing one GPU (<= 1), "
+            raise ValueError(
+                f"gpus_per_trial: fractions are for sharing one GPU (<= 1), "
                 f"got {self.gpus_per_trial}"
             )
-        if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise ConfigError(
-                f"resources.max_concurrent: must be at least 1, got {self.max_concurrent}"
-            )
-        if self.workers_per_trial < 1:
-            raise ConfigError(
-                f"resources.workers_per_trial: must be at least 1, got {self.workers_per_trial}"
-            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -359,11 +332,12 @@ def _parse_dist(raw: Any, where: str) -> Dist:
             raise ConfigError(f"{where}.length: missing (an int, or an int distribution)")
         if "each" not in raw:
             raise ConfigError(f"{where}.each: missing (the distribution of each element)")
-        return ListDist(
-            type="list",
-            length=_parse_scalar(length, f"{where}.length", only="int"),
-            each=_parse_scalar(raw["each"], f"{where}.each"),
-        )
+        parts = {
+            "type": "list",
+            "length": _parse_scalar(length, f"{where}.length", only="int"),
+            "each": _parse_scalar(raw["each"], f"{where}.each"),
+        }
+        return validated(ListDist, parts, where)
     return _parse_scalar(raw, where)
 
 
@@ -374,7 +348,7 @@ def _parse_scalar(raw: Any, where: str, only: str | None = None) -> Any:
     allowed = [only] if only else list(_SCALARS)
     if kind not in allowed:
         raise ConfigError(f"{where}.type: must be one of {', '.join(allowed)}, got {kind!r}")
-    return from_dict(_SCALARS[kind], raw, where)
+    return validated(_SCALARS[kind], raw, where)
 
 
 def _parse_when(
@@ -407,7 +381,6 @@ def _parse_search(raw: Any, where: str) -> tuple[Param, ...]:
         when_raw = spec.pop("when", None) if isinstance(spec, dict) else None
         when = _parse_when(when_raw, f"{pwhere}.when", [p.path for p in params]) if when_raw else ()
         dist = _parse_dist(spec, pwhere)
-        dist.check(pwhere)
         params.append(Param(path=str(path), dist=dist, when=when))
     return tuple(params)
 
@@ -438,16 +411,16 @@ def parse_space(raw: Any, source: str = "<memory>") -> SearchSpace:
             optimizer=dict(raw.get("optimizer") or {}),
             search=_parse_search(raw.get("search"), "search"),
             objectives=_parse_objectives(raw.get("objective")),
-            budget=from_dict(Budget, raw.get("budget"), "budget"),
-            resources=from_dict(Resources, raw.get("resources"), "resources"),
+            budget=validated(Budget, raw.get("budget") or {}, "budget"),
+            resources=validated(Resources, raw.get("resources") or {}, "resources"),
             seed=_int(raw.get("seed", 0), "seed"),
             source=source,
         )
         space = replace(
             space,
             start_points=_parse_start_points(raw.get("start_points"), space),
-            sampler=_parse_named(raw.get("sampler"), "sampler", SAMPLERS, "tpe"),
-            scheduler=_parse_named(raw.get("scheduler"), "scheduler", SCHEDULERS,
+            sampler=_parse_named(raw.get("sampler"), "sampler", SAMPLER_SPEC, "tpe"),
+            scheduler=_parse_named(raw.get("scheduler"), "scheduler", SCHEDULER_SPEC,
                                    "none" if len(space.objectives) > 1 else "asha"),
         )
         _check_search_method(space)
@@ -462,9 +435,12 @@ def _parse_objectives(raw: Any) -> tuple[Objective, ...]:
     if isinstance(raw, list):
         if not raw:
             raise ConfigError("objective: empty list")
-        objectives = tuple(from_dict(Objective, o, f"objective[{i}]") for i, o in enumerate(raw))
+        objectives = tuple(
+            validated(Objective, o if o is not None else {}, f"objective[{i}]")
+            for i, o in enumerate(raw)
+        )
     else:
-        objectives = (from_dict(Objective, raw, "objective"),)
+        objectives = (validated(Objective, raw if raw is not None else {}, "objective"),)
     metrics = [o.metric for o in objectives]
     if len(set(metrics)) < len(metrics):
         raise ConfigError(f"objective: a metric is listed twice ({', '.join(metrics)})")
@@ -480,18 +456,16 @@ def _parse_objectives(raw: Any) -> tuple[Objective, ...]:
     return objectives
 
 
-def _parse_named(raw: Any, where: str, kinds: dict[str, type], default: str) -> Any:
-    """A ``{name: ..., option: ...}`` mapping (or just the name) as the dataclass of its kind."""
+def _parse_named(raw: Any, where: str, kinds: TypeAdapter[Any], default: str) -> Any:
+    """A ``{name: ..., option: ...}`` mapping (or just the name) as the model of its kind;
+    ``kinds`` is the union discriminated by ``name``."""
     if raw is None:
         raw = {"name": default}
     elif isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a name or a mapping with a 'name', got {raw!r}")
-    name = raw.get("name", default)
-    if name not in kinds:
-        raise ConfigError(f"{where}.name: must be one of {', '.join(kinds)}, got {name!r}")
-    return from_dict(kinds[name], {**raw, "name": name}, where)
+    return validated(kinds, {"name": default, **raw}, where)
 
 
 def _check_search_method(space: SearchSpace) -> None:
@@ -578,11 +552,12 @@ def _check_against_configs(space: SearchSpace) -> None:
             # image) is left to the trial: such draws are recorded as errored trials.
 
 
-def load_space(path: str | Path) -> SearchSpace:
-    """Read and validate a search-space YAML file."""
+def load_yaml_mapping(path: str | Path, what: str = "search-space file") -> dict[str, Any]:
+    """The top-level mapping of YAML file ``path``; a missing file, invalid YAML or another
+    top-level value is a one-line :class:`ConfigError` naming the file."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: search-space file not found")
+        raise ConfigError(f"{p}: {what} not found")
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
@@ -590,7 +565,14 @@ def load_space(path: str | Path) -> SearchSpace:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{p}: not valid YAML{at}: {problem}") from None
-    return parse_space(raw, source=str(p))
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return dict(raw)
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and validate a search-space YAML file."""
+    return parse_space(load_yaml_mapping(path), source=str(Path(path)))
 
 
 def builtin_spaces() -> list[Path]:

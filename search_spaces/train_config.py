@@ -2,71 +2,76 @@
 
 ``TrainConfig`` is what ``train()`` consumes, what a sweep trial builds from its sampled
 hyperparameters, what a leaderboard row stores (as JSON) and what ``retrain`` rebuilds.
+Building one is the single place a model is checked against its data.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from datamodules import data_config_from_dict
+from datamodules.configs import DataConfig
 from lightning_modules.configs import (
     ModelConfig,
     OptimConfig,
     model_config_from_dict,
+    optim_config_from_dict,
     validate_for_data,
 )
-from search_spaces.typed import ConfigError, from_dict, to_dict
+from search_spaces.errors import config_error, validated
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    data: Any  # one of the datamodules' config classes
+class TrainConfig(BaseModel):
+    # ``optim`` is written ``optimizer`` in files, JSON and checkpoints (by alias); Python
+    # code may use either name.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True,
+        validate_by_name=True, validate_by_alias=True, serialize_by_alias=True,
+    )
+
+    data: DataConfig
     model: ModelConfig
-    optim: OptimConfig
-    max_epochs: int = 5
+    optim: OptimConfig = Field(default_factory=OptimConfig, alias="optimizer")
+    max_epochs: Annotated[int, Field(ge=1)] = 5
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        if self.max_epochs < 1:
-            raise ConfigError(f"max_epochs: must be at least 1, got {self.max_epochs}")
+    @model_validator(mode="after")
+    def _model_fits_data(self) -> TrainConfig:
+        # The one data-fit check: ClassifierModule and build_backbone trust typed configs.
         validate_for_data(self.model, self.data.input_shape, self.data.num_classes)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "data": to_dict(self.data),
-            "model": to_dict(self.model),
-            "optimizer": to_dict(self.optim),
-            "max_epochs": self.max_epochs,
-            "seed": self.seed,
-        }
+        """Plain dict (tuples as lists): keys data, model, optimizer, max_epochs, seed."""
+        return self.model_dump(mode="json")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TrainConfig:
-        unknown = sorted(set(raw) - {"data", "model", "optimizer", "max_epochs", "seed"})
-        if unknown:
-            raise ConfigError(f"{unknown[0]}: unknown key")
-        return train_config_from_sections(
-            raw, max_epochs=raw.get("max_epochs", 5), seed=raw.get("seed", 0)
-        )
+        """Strictly parse :meth:`to_dict`'s form (``optimizer`` may be left out; an empty
+        section, ``null`` in YAML, means all defaults); raises a one-line ``ConfigError``."""
+        sections = {k: raw[k] or {} for k in ("data", "model", "optimizer") if k in raw}
+        return validated(cls, {**raw, **sections})
 
 
 def train_config_from_sections(
     sections: Mapping[str, Any], *, max_epochs: int, seed: int
 ) -> TrainConfig:
     """Build a :class:`TrainConfig` from the plain ``data``/``model``/``optimizer`` mappings."""
-    return TrainConfig(
-        data=data_config_from_dict(sections.get("data") or {}, "data"),
-        model=model_config_from_dict(sections.get("model") or {}, "model"),
-        optim=from_dict(OptimConfig, sections.get("optimizer") or {}, "optimizer"),
-        max_epochs=max_epochs,
-        seed=seed,
-    )
+    raw = {
+        "data": sections.get("data") or {},
+        "model": sections.get("model") or {},
+        "optimizer": sections.get("optimizer") or {},
+        "max_epochs": max_epochs,
+        "seed": seed,
+    }
+    return validated(TrainConfig, raw)
 
 
 def preset_sections(name: str) -> dict[str, Any]:
@@ -76,14 +81,22 @@ def preset_sections(name: str) -> dict[str, Any]:
     preset = PRESETS[name]
     return {
         "data": {"name": preset.dataset, "batch_size": preset.batch_size, **preset.data},
-        "model": to_dict(preset.model),
-        "optimizer": to_dict(preset.optim),
+        "model": preset.model.model_dump(mode="json"),
+        "optimizer": preset.optim.model_dump(mode="json"),
     }
 
 
 def check_sections(sections: Mapping[str, Any]) -> None:
     """Validate each section on its own (keys, types, ranges), without checking that the
     model fits the data."""
-    data_config_from_dict(sections.get("data") or {}, "data")
-    model_config_from_dict(sections.get("model") or {}, "model")
-    from_dict(OptimConfig, sections.get("optimizer") or {}, "optimizer")
+    parsers = {
+        "data": data_config_from_dict,
+        "model": model_config_from_dict,
+        "optimizer": optim_config_from_dict,
+    }
+    for section, parse in parsers.items():
+        raw = sections.get(section) or {}
+        try:
+            parse(raw)
+        except ValidationError as exc:
+            raise config_error(exc, section, raw) from None

@@ -81,7 +81,7 @@ def _synthetic_mnist_datamodule() -> Any:
 
     from datamodules import Splits, build_datamodule, data_config_from_dict
 
-    cfg = data_config_from_dict({"name": "mnist", "val_size": 16, "batch_size": 16}, "data")
+    cfg = data_config_from_dict({"name": "mnist", "val_size": 16, "batch_size": 16})
     dm = build_datamodule(cfg, None)
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)

@@ -321,6 +321,27 @@ def _results(exp_ray_dir: Path) -> list[list[dict]]:
     ]
 
 
+def _assert_continued_from_checkpoint(rows: list[dict], max_epochs: int) -> None:
+    """A trial's results across a retry: the retry's first epoch follows the checkpoint the
+    trial had reported last (its best epoch then), instead of starting again at 1."""
+    epochs = [r["epoch"] for r in rows]
+    assert epochs.count(1) == 1, f"the retry trained from epoch 1 again: {epochs}"
+    restarts = [i for i in range(1, len(epochs)) if epochs[i] != epochs[i - 1] + 1]
+    assert len(restarts) <= 1, epochs  # at most one retry boundary
+    for i in restarts:  # none: the last report before the loss was the best epoch
+        assert epochs[i] == rows[i - 1]["best_epoch"] + 1, (epochs, rows[i - 1]["best_epoch"])
+    assert epochs[-1] == max_epochs, epochs
+
+
+def _wait_for_epochs(sweep: Sweep, exp_ray_dir: Path, n: int, timeout: float) -> None:
+    """Until some trial of the sweep has reported ``n`` epochs to Tune."""
+    deadline = time.monotonic() + timeout
+    while not any(len(trial) >= n for trial in _results(exp_ray_dir)):
+        assert sweep.proc.poll() is None, f"sweep exited early:\n{sweep.output}"
+        assert time.monotonic() < deadline, f"no trial reached epoch {n}:\n{sweep.output}"
+        time.sleep(0.2)
+
+
 def test_sweep_runs_trials_on_both_nodes_with_shipped_data(
     cluster: LocalCluster, mnist_subset_dir: Path, tmp_path: Path
 ):
@@ -434,6 +455,41 @@ def test_node_loss_retries_the_trial_and_loses_nothing(
     assert len(retried) == 1, failures
     # The retried trial finished on the surviving head node.
     assert board.set_index("trial_id").node_id[retried[0]] == cluster.head.node_id
+    (rows,) = [t for t in _results(exp_dir / "ray") if t[0]["trial_id"] == retried[0]]
+    _assert_continued_from_checkpoint(rows, SPACE["budget"]["max_epochs"])
+
+
+def test_node_loss_resumes_a_data_parallel_trial_from_its_checkpoint(
+    cluster: LocalCluster, mnist_subset_dir: Path, tmp_path: Path
+):
+    cluster.ensure_worker()
+    # One worker on each node; the worker node is killed once the trial has reported
+    # (and checkpointed) two epochs, and a fresh node joins so that the retry has 2 CPUs.
+    max_epochs = 8
+    space = _write_space(tmp_path / "space.yaml", experiment="ddp_loss",
+                         budget={"num_samples": 1, "max_epochs": max_epochs,
+                                 "grace_period": max_epochs},
+                         resources={"max_concurrent": 1})
+    exp_dir = tmp_path / "results" / "ddp_loss"
+    sweep = Sweep([str(space), "--address", cluster.address, "--data-dir",
+                   str(mnist_subset_dir), "--results-dir", str(tmp_path / "results"),
+                   "--workers-per-trial", "2", "--max-failures", "2"], cluster.driver_env())
+    try:
+        _wait_for_epochs(sweep, exp_dir / "ray", 2, timeout=240)
+        cluster.worker.signal_all(signal.SIGKILL)
+        cluster.worker.proc.wait(timeout=30)
+        cluster.add_worker()
+        rc = sweep.wait()
+    finally:
+        sweep.kill()
+    assert rc == 0, f"{sweep.output}\n{cluster.logs()}"
+    board = pd.read_csv(exp_dir / LEADERBOARD, dtype=ID_COLUMNS)
+    assert len(board) == 1 and board.status[0] == "completed", board.to_string()
+    failures = [t.run_metadata.num_failures for t in load_trials(exp_dir)]
+    assert failures == [1], failures
+    (rows,) = _results(exp_dir / "ray")
+    _assert_continued_from_checkpoint(rows, max_epochs)
+    print(f"data-parallel node loss: epochs reported {[r['epoch'] for r in rows]}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -497,8 +553,8 @@ def test_rayjob_runs_a_valid_sweep_command(tmp_path: Path):
 def test_storage_and_concurrency_helpers():
     from scripts.tune.cluster import check_placement, default_max_concurrent
     from scripts.tune.options import storage_uri
+    from search_spaces.errors import ConfigError
     from search_spaces.schema import parse_space
-    from search_spaces.typed import ConfigError
 
     assert storage_uri(None) is None
     assert storage_uri("s3://bucket/prefix/") == "s3://bucket/prefix"
@@ -521,7 +577,7 @@ def test_ray_client_address_without_ray_client_is_one_line_error(monkeypatch):
     if importlib.util.find_spec("grpc") is not None:
         pytest.skip("Ray Client is installed here")
     from scripts.tune.cluster import connect
-    from search_spaces.typed import ConfigError
+    from search_spaces.errors import ConfigError
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # leave this process's auth mode alone
     with pytest.raises(ConfigError, match=r"ray\[client\].*ray job submit"):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from pydantic import ValidationError
 from sklearn.metrics import f1_score, roc_auc_score
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -38,7 +39,7 @@ from lightning_modules import (
     parameter_table,
     validate_for_data,
 )
-from search_spaces.typed import ConfigError, to_dict
+from search_spaces.errors import config_error
 
 pytestmark = [
     # Tiny in-memory loaders trip Lightning's performance hints; they are not failures here.
@@ -126,7 +127,7 @@ def test_mlp_accepts_images_and_feature_vectors() -> None:
 
 
 def test_unknown_preset_lists_known() -> None:
-    with pytest.raises(ConfigError, match="unknown preset 'nope' \\(known: mlp_784_300_10, "):
+    with pytest.raises(ValueError, match="unknown preset 'nope' \\(known: mlp_784_300_10, "):
         get_preset("nope")
 
 
@@ -142,42 +143,48 @@ INVALID: dict[str, tuple[Callable[[], object], str]] = {
         lambda: _cnn_data_check(5, (1, 28, 28)),
         "model.filters: 5 conv blocks with 2x2 pooling need inputs of at least 32x32, got 28x28",
     ),
-    "dropout 1.5": (lambda: MLPConfig(dropout=1.5), "dropout must be in [0, 1), got 1.5"),
-    "dropout -0.1": (lambda: CNNConfig(dropout=-0.1), "dropout must be in [0, 1), got -0.1"),
-    "zero width": (lambda: MLPConfig(hidden=(300, 0)), "hidden[1] must be positive, got 0"),
-    "negative filters": (lambda: CNNConfig(filters=(8, -4)), "filters[1] must be positive, got -4"),
-    "zero dense": (lambda: BinaryCNNConfig(dense=(0,)), "dense[0] must be positive, got 0"),
-    "zero kernel": (lambda: CNNConfig(kernel_size=0), "kernel_size[0] must be positive, got 0"),
+    "dropout 1.5": (lambda: MLPConfig(dropout=1.5), "dropout: must be < 1, got 1.5"),
+    "dropout -0.1": (lambda: CNNConfig(dropout=-0.1), "dropout: must be >= 0, got -0.1"),
+    "zero width": (lambda: MLPConfig(hidden=(300, 0)), "hidden[1]: must be positive, got 0"),
+    "negative filters": (
+        lambda: CNNConfig(filters=(8, -4)), "filters[1]: must be positive, got -4"
+    ),
+    "zero dense": (lambda: BinaryCNNConfig(dense=(0,)), "dense[0]: must be positive, got 0"),
+    "zero kernel": (lambda: CNNConfig(kernel_size=0), "kernel_size: must be positive, got 0"),
+    "zero kernel in a list": (
+        lambda: CNNConfig(filters=(4, 8), kernel_size=(3, 0)),
+        "kernel_size[1]: must be positive, got 0",
+    ),
     "kernel size not a number": (
         lambda: CNNConfig(kernel_size=3.0),  # type: ignore[arg-type]
-        "kernel_size must be an integer or a list of integers, got 3.0",
+        "kernel_size: expected an integer, got 3.0",
     ),
-    "no conv blocks": (lambda: CNNConfig(filters=()), "filters must list at least one conv block"),
+    "no conv blocks": (lambda: CNNConfig(filters=()), "filters: must have at least 1 item"),
     "unknown activation": (
         lambda: MLPConfig(activation="swish"),
         "activation: unknown activation 'swish' (known: leaky_relu, relu, sigmoid, tanh)",
     ),
     "unknown optimizer": (
         lambda: optim_config_from_dict({"name": "foo"}),
-        "optimizer.name: unknown optimizer 'foo' (known: adam, adamw, rmsprop, sgd)",
+        "name: must be one of 'adam', 'adamw', 'rmsprop' or 'sgd', got 'foo'",
     ),
     "unknown optimizer, direct": (
         lambda: OptimConfig(name="foo"),  # type: ignore[arg-type]
-        "name: unknown optimizer 'foo' (known: adam, adamw, rmsprop, sgd)",
+        "name: must be one of 'adam', 'adamw', 'rmsprop' or 'sgd', got 'foo'",
     ),
-    "lr 0": (lambda: OptimConfig(lr=0.0), "lr must be positive, got 0.0"),
-    "momentum 1": (lambda: OptimConfig(momentum=1.0), "momentum must be in [0, 1), got 1.0"),
+    "lr 0": (lambda: OptimConfig(lr=0.0), "lr: must be positive, got 0.0"),
+    "momentum 1": (lambda: OptimConfig(momentum=1.0), "momentum: must be < 1, got 1.0"),
     "negative weight decay": (
         lambda: OptimConfig(weight_decay=-1e-4),
-        "weight_decay must be >= 0, got -0.0001",
+        "weight_decay: must be >= 0, got -0.0001",
     ),
     "nesterov with adam": (
         lambda: OptimConfig(name="adam", momentum=0.9, nesterov=True),
-        "nesterov needs name 'sgd' and momentum > 0, got name 'adam' with momentum 0.9",
+        "nesterov: needs name 'sgd' and momentum > 0, got name 'adam' with momentum 0.9",
     ),
     "nesterov without momentum": (
         lambda: OptimConfig(name="sgd", nesterov=True),
-        "nesterov needs name 'sgd' and momentum > 0, got name 'sgd' with momentum 0.0",
+        "nesterov: needs name 'sgd' and momentum > 0, got name 'sgd' with momentum 0.0",
     ),
     "binary head on 10 classes": (
         lambda: validate_for_data(BinaryCNNConfig(), (1, 28, 28), 10),
@@ -191,28 +198,29 @@ INVALID: dict[str, tuple[Callable[[], object], str]] = {
     ),
     "kernel_size length mismatch": (
         lambda: CNNConfig(filters=(8, 16, 32), kernel_size=(3, 3)),
-        "kernel_size has 2 entries but filters has 3",
+        "kernel_size: has 2 entries but filters has 3",
     ),
-    "threshold 1": (lambda: BinaryCNNConfig(threshold=1.0), "threshold must be in (0, 1)"),
+    "threshold 1": (lambda: BinaryCNNConfig(threshold=1.0), "threshold: must be < 1, got 1.0"),
     "unknown family": (
-        lambda: model_config_from_dict({"family": "rnn"}, "model"),
-        "model.family: unknown model family 'rnn' (known: mlp, cnn, binary_cnn)",
+        lambda: model_config_from_dict({"family": "rnn"}),
+        "family: unknown model family 'rnn' (known: mlp, cnn, binary_cnn)",
     ),
-    "missing family": (
-        lambda: model_config_from_dict({"hidden": [3]}, "model"),
-        "model.family: missing (known families: mlp, cnn, binary_cnn)",
+    "missing family": (lambda: model_config_from_dict({"hidden": [3]}), "family: missing"),
+    "dict path names the field, not the family tag": (
+        lambda: model_config_from_dict({"family": "mlp", "hidden": [300, 0]}),
+        "hidden[1]: must be positive, got 0",
     ),
-    "dict path prefixes the field": (
-        lambda: model_config_from_dict({"family": "mlp", "hidden": [300, 0]}, "model"),
-        "model.hidden[1] must be positive, got 0",
-    ),
-    "dict path keeps from_dict type errors": (
-        lambda: model_config_from_dict({"family": "cnn", "dense": 5}, "model"),
-        "model.dense: expected a list, got 5",
+    "dict path type errors": (
+        lambda: model_config_from_dict({"family": "cnn", "dense": 5}),
+        "dense: expected a list, got 5",
     ),
     "dict path unknown key": (
-        lambda: model_config_from_dict({"family": "mlp", "widths": [3]}, "model"),
-        "model.widths: unknown key",
+        lambda: model_config_from_dict({"family": "mlp", "widths": [3]}),
+        "widths: unknown key",
+    ),
+    "strict types: no bool for an int": (
+        lambda: MLPConfig(hidden=(True,)),
+        "hidden[0]: expected an integer, got True",
     ),
     "module rejects bad data fit": (
         lambda: ClassifierModule({"family": "cnn", "filters": [4] * 5}, {}, (1, 28, 28), 10),
@@ -227,9 +235,15 @@ INVALID: dict[str, tuple[Callable[[], object], str]] = {
 
 @pytest.mark.parametrize("case", list(INVALID))
 def test_invalid_config_is_rejected_with_message(case: str) -> None:
+    """The model layer raises ValueError (pydantic's ValidationError for field values); the
+    one-line form is what search_spaces.errors.config_error makes of it."""
     make, message = INVALID[case]
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(ValueError) as info:
         make()
+    exc = info.value
+    text = str(config_error(exc)) if isinstance(exc, ValidationError) else str(exc)
+    assert "\n" not in text
+    assert re.search(re.escape(message), text), text
 
 
 def test_valid_edge_cases_are_accepted() -> None:
@@ -243,8 +257,8 @@ def test_valid_edge_cases_are_accepted() -> None:
 
 def test_config_dict_round_trip() -> None:
     for preset in PRESETS.values():
-        assert model_config_from_dict(to_dict(preset.model)) == preset.model
-        assert optim_config_from_dict(to_dict(preset.optim)) == preset.optim
+        assert model_config_from_dict(preset.model.model_dump(mode="json")) == preset.model
+        assert optim_config_from_dict(preset.optim.model_dump(mode="json")) == preset.optim
     cfg = model_config_from_dict({"family": "cnn", "filters": [4, 8], "kernel_size": [5, 3]})
     assert cfg == CNNConfig(filters=(4, 8), kernel_size=(5, 3))
 

@@ -23,8 +23,8 @@ from scripts.reports.retrain import (
     summarize,
     summarize_seeds,
 )
+from search_spaces.errors import ConfigError
 from search_spaces.train_config import TrainConfig
-from search_spaces.typed import ConfigError
 
 # t(0.975, 2) = 4.302652729911275: mean 0.92 ± 4.3027 * 0.02 / sqrt(3).
 CI_LOW, CI_HIGH = 0.8703172457649935, 0.9696827542350066

@@ -16,9 +16,9 @@ from scripts.leaderboard import atomic_write_json
 from scripts.tune.cluster import environ_defaults
 from scripts.tune.durability import back_up_state, repair_state
 from scripts.tune.options import SweepOptions, apply_overrides, space_from_meta, sweep_meta
+from search_spaces.errors import ConfigError
 from search_spaces.schema import builtin_spaces, load_space, parse_space
 from search_spaces.trials import define_by_run, flat_point, sampled_params, trial_config
-from search_spaces.typed import ConfigError
 
 # Every search-space file we ship: the five experiments and the cluster example.
 ALL_SPACE_FILES = [
@@ -137,7 +137,7 @@ def test_a_valid_space_parses():
         ),
         (
             {"search/model.hidden/each": {"type": "int", "low": 0, "high": 8}},
-            r"search.model.hidden: .*hidden\[0\] must be positive",
+            r"search.model.hidden: .*hidden\[0\]: must be positive, got 0",
         ),
         (
             {"search/optimizer.momentum/when": {"optimizer.nope": "sgd"}},

@@ -26,8 +26,8 @@ from scripts.reports.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
 from scripts.tune.callback import rebuild_leaderboard
 from scripts.tune.driver import SweepOptions, run_sweep
 from scripts.tune.searcher import open_journal
+from search_spaces.errors import ConfigError
 from search_spaces.schema import parse_space
-from search_spaces.typed import ConfigError
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 
-from scripts.train import train
+from scripts.train import EpochHistory, train
 from scripts.tune import trainable
 from scripts.tune.schedulers import decision_epochs, make_scheduler
 from scripts.tune.trainable import TuneReporter
@@ -99,8 +99,8 @@ def _fit_in_thread(reporter: TuneReporter, starts: _EpochStarts, datamodule: Any
                    outcome: dict[str, Any]) -> threading.Thread:
     def fit() -> None:
         try:
-            outcome["result"] = train(_cfg(), datamodule=datamodule, callbacks=[reporter, starts],
-                                      accelerator="cpu")
+            outcome["result"] = train(_cfg(), datamodule=datamodule, history=reporter.history,
+                                      callbacks=[reporter, starts], accelerator="cpu")
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
             outcome["error"] = exc
 
@@ -114,7 +114,7 @@ def test_training_overlaps_reports_except_at_decision_epochs_and_the_end(
 ):
     driver = _FakeDriver()
     monkeypatch.setattr(trainable.tune, "report", driver.report)
-    reporter = TuneReporter({}, _cfg(), decision_epochs=frozenset({2}))
+    reporter = TuneReporter({}, _cfg(), EpochHistory(), decision_epochs=frozenset({2}))
     starts, outcome = _EpochStarts(), {}
     thread = _fit_in_thread(reporter, starts, synthetic_mnist(), outcome)
 
@@ -147,7 +147,7 @@ def test_a_trial_stopped_at_a_decision_epoch_trains_no_further(
     driver.stop_at = 2
     driver.release(1)
     monkeypatch.setattr(trainable.tune, "report", driver.report)
-    reporter = TuneReporter({}, _cfg(), decision_epochs=frozenset({2}))
+    reporter = TuneReporter({}, _cfg(), EpochHistory(), decision_epochs=frozenset({2}))
     starts, outcome = _EpochStarts(), {}
     thread = _fit_in_thread(reporter, starts, synthetic_mnist(), outcome)
     thread.join(WAIT_S)

@@ -23,9 +23,9 @@ import torch
 
 from datamodules.errors import DataError
 from scripts.train import EpochHistory, train
+from search_spaces.errors import ConfigError
 from search_spaces.schema import SearchSpace, load_space
 from search_spaces.trials import define_by_run, sampled_params, trial_config
-from search_spaces.typed import ConfigError
 
 
 class EpochLog:

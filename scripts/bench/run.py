@@ -30,9 +30,9 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from datamodules import build_datamodule, data_config_from_dict
+from datamodules import Splits, build_datamodule, data_config_from_dict
 from datamodules.batches import model_inputs
-from lightning_modules.configs import build_backbone
+from lightning_modules.backbones import build_backbone
 from lightning_modules.optim import build_optimizer
 from lightning_modules.presets import PRESETS
 from scripts.bench.search import SPACE_FILE as SEARCH_SPACE_FILE
@@ -199,12 +199,14 @@ def bench_training(data_dir: str | None, mode: Mode, device: str = "cpu") -> lis
     figures = []
     for name in TRAIN_MODELS:
         cfg = preset_config(name, mode.epochs)
-        dm = build_datamodule(cfg.data, data_dir)
-        dm.setup("fit")
+        full = build_datamodule(cfg.data, data_dir)
+        full.setup("fit")
         # Subsets are views of the cached tensors; train() leaves an already set-up
         # datamodule as it is.
-        dm.train_x, dm.train_y = dm.train_x[: mode.train_images], dm.train_y[: mode.train_images]
-        dm.val_x, dm.val_y = dm.val_x[: mode.val_images], dm.val_y[: mode.val_images]
+        n, m = mode.train_images, mode.val_images
+        subset = Splits(full.train_x[:n], full.train_y[:n], full.val_x[:m], full.val_y[:m],
+                        full.test_x, full.test_y)
+        dm = type(full).from_splits(cfg.data, subset, data_dir=data_dir, seed=cfg.seed)
         ours: list[np.ndarray] = []
         ref: list[np.ndarray] = []
         for _ in range(mode.repeats):

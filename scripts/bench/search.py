@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from search_spaces.schema import load_yaml_mapping
+
 # The default space: the HOG MLP's epochs are short. ``--search-space`` picks another.
 SPACE_FILE = Path(__file__).resolve().parents[2] / "search_spaces" / "mnist_hog_mlp.yaml"
 TIMEOUT_S = 1800  # one run; a hung command fails the bench instead of hanging it
@@ -98,7 +100,7 @@ class Run:
 def bench_space(mode: SearchMode, method: Method, seed: int,
                 space_file: Path = SPACE_FILE) -> dict[str, Any]:
     """The space as the method searches it, with the mode's epoch budget."""
-    raw = yaml.safe_load(space_file.read_text())
+    raw = load_yaml_mapping(space_file)
     raw = copy.deepcopy(raw)
     raw.pop("start_points", None)  # random search would not be random with them
     raw["experiment"] = f"search-{method.name}-{seed}"
@@ -123,14 +125,14 @@ def warm_hog_cache(raw: dict[str, Any], data_dir: str | None) -> None:
     for cells in search["data.pixels_per_cell"]["values"]:
         for orientations in search["data.orientations"]["values"]:
             data = {**raw["data"], "pixels_per_cell": cells, "orientations": orientations}
-            build_datamodule(data_config_from_dict(data, "data"), data_dir).setup("fit")
+            build_datamodule(data_config_from_dict(data), data_dir).setup("fit")
 
 
 def _command(method: Method, space_file: Path, work: Path, data_dir: str | None) -> list[str]:
     data = ["--data-dir", data_dir] if data_dir else []
     if method.sampler is None:
         return [sys.executable, "-m", "scripts.bench.plain_optuna", str(space_file), "--seed",
-                str(yaml.safe_load(space_file.read_text())["seed"]), "--events",
+                str(load_yaml_mapping(space_file)["seed"]), "--events",
                 str(work / "events.jsonl"), *data]
     return [sys.executable, "-m", "scripts.cli", "sweep", str(space_file), "--results-dir",
             str(work), "--name", "sweep", *data]

@@ -20,7 +20,7 @@ from scripts.leaderboard import (
     read_meta,
 )
 from scripts.reports.retrain import BEST_DIR, f1_name, format_mean_std
-from search_spaces.typed import ConfigError
+from search_spaces.errors import ConfigError
 
 # The students' best hand-tuned test results (../shared/lab-reports), by (dataset, family).
 LAB_BEST: dict[tuple[str, str], dict[str, float]] = {

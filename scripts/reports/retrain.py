@@ -8,13 +8,12 @@ import math
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from lightning_modules.metrics import binary_metrics, metrics_from_confusion
 from lightning_modules.summary import format_parameter_table, parameter_table
@@ -22,8 +21,9 @@ from scripts.leaderboard import STATUS_ERRORED, atomic_write_json, read_leaderbo
 from scripts.provenance import code_version
 from scripts.reports import plots
 from scripts.train import TrainResult, train
+from search_spaces.errors import ConfigError, replaced
+from search_spaces.schema import load_yaml_mapping
 from search_spaces.train_config import TrainConfig
-from search_spaces.typed import ConfigError
 
 BEST_DIR = "best"
 # Re-training a trial with its seed on the same machine repeats its computation; across
@@ -72,11 +72,7 @@ def pick_trial(board: pd.DataFrame, opts: RetrainOptions) -> pd.Series:
 
 def _config_from_file(path: str) -> TrainConfig:
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    raw = yaml.safe_load(p.read_text())
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: expected a mapping with data/model/optimizer")
+    raw = load_yaml_mapping(p, "config file")
     try:
         return TrainConfig.from_dict(raw)
     except ConfigError as exc:
@@ -104,7 +100,7 @@ def resolve_run(exp_dir: Path, opts: RetrainOptions) -> tuple[TrainConfig, int, 
             "sweep_best_epoch": int(row["best_epoch"]),
         }
     if opts.seed is not None:
-        cfg = replace(cfg, seed=opts.seed)
+        cfg = replaced(cfg, seed=opts.seed)
     return cfg, epochs, {**source, "experiment": meta["experiment"], "objective": meta["objective"]}
 
 
@@ -297,7 +293,8 @@ def write_report(out: Path, result: TrainResult, info: dict[str, Any]) -> None:
                         out / "roc_curve.png", info["experiment"])
     rows = parameter_table(result.module.backbone)
     pd.DataFrame(rows).to_csv(out / "parameters.csv", index=False)
-    result.extra["trainer"].save_checkpoint(out / "model.ckpt")
+    assert result.checkpoint is not None  # trained with keep_checkpoint=True
+    (out / "model.ckpt").write_bytes(result.checkpoint)
     atomic_write_json(out / "metrics.json", info)
     (out / "report.md").write_text(
         _report_md(info, format_parameter_table(rows), result.module.binary)
@@ -309,7 +306,7 @@ def _train_and_test(cfg: TrainConfig, epochs: int, objective: dict[str, str],
     result = train(
         cfg, data_dir=opts.data_dir, objective=objective["metric"], mode=objective["mode"],
         accelerator=opts.accelerator, progress_bar=True, run_test=True, stop_after=epochs,
-        train_on=opts.train_on,
+        train_on=opts.train_on, keep_checkpoint=True,
     )
     return result, test_metrics(result)
 
@@ -327,7 +324,7 @@ def train_seeds(cfg: TrainConfig, seeds: Sequence[int], epochs: int, objective: 
     for i, seed in enumerate(seeds, 1):
         if len(seeds) > 1:
             print(f"Seed {seed} ({i} of {len(seeds)})", flush=True)
-        result, test = _train_and_test(replace(cfg, seed=seed), epochs, objective, opts)
+        result, test = _train_and_test(replaced(cfg, seed=seed), epochs, objective, opts)
         per_seed.append({"seed": seed, "test": scalar_test(test),
                          "retrain_value": _retrain_value(result, objective["metric"]),
                          "train_time_s": result.train_time_s})

@@ -15,7 +15,7 @@ def connect(address: str) -> None:
     """``ray.init`` against the existing cluster at ``address``."""
     import ray
 
-    from search_spaces.typed import ConfigError
+    from search_spaces.errors import ConfigError
 
     sends_token = internals.enable_token_auth_if_available()
     if address.startswith("ray://"):
@@ -82,7 +82,7 @@ def cluster_summary() -> dict[str, Any]:
 
 def check_placement(space: SearchSpace) -> None:
     """Reject placements that cannot work before anything starts."""
-    from search_spaces.typed import ConfigError
+    from search_spaces.errors import ConfigError
 
     res = space.resources
     if res.workers_per_trial > 1 and 0 < res.gpus_per_trial < 1:

@@ -11,6 +11,7 @@ import torch
 
 from datamodules import Splits, TensorDataModule, build_datamodule
 from datamodules.configs import data_key
+from scripts.tune import internals
 from search_spaces.schema import SearchSpace
 
 DATA_FROM_OBJECT_STORE = "object-store"
@@ -58,10 +59,9 @@ def load_data(space: SearchSpace, data_dir: str) -> TensorDataModule:
     """Load the space's dataset once in the driver, so a missing or corrupt file is one clear
     error before any experiment folder or trial exists; shipped to the trials from here."""
     from datamodules import build_datamodule, data_config_from_dict
-    from datamodules.base import without_huge_pages
 
-    dm = build_datamodule(data_config_from_dict(space.fixed("data"), "data"), data_dir)
-    with without_huge_pages():  # decoded to be copied to the object store
+    dm = build_datamodule(data_config_from_dict(space.fixed("data")), data_dir)
+    with internals.without_huge_pages():  # decoded to be copied to the object store
         dm.setup("fit")
     return dm
 
@@ -95,7 +95,5 @@ def trial_datamodule(
         # Object-store arrays are read-only; the datamodules never write to their tensors
         # (their per-process cache already relies on that), so sharing them is safe.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensors = [torch.from_numpy(shipped.arrays[name]) for name in Splits._fields]
-    for name, tensor in zip(Splits._fields, tensors, strict=True):
-        setattr(dm, name, tensor)
-    return dm, DATA_FROM_OBJECT_STORE
+        splits = Splits(*(torch.from_numpy(shipped.arrays[name]) for name in Splits._fields))
+    return type(dm).from_splits(cfg_data, splits, data_dir=data_dir), DATA_FROM_OBJECT_STORE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -54,44 +55,39 @@ class DDPReporter(TuneReporter):
 
 
 def _ddp_worker(loop_config: dict[str, Any]) -> None:
-    """One Ray Train worker of a data-parallel trial: the trial's model under Lightning DDP,
-    each rank training on its shard (``TensorBatches`` shards by the trainer's rank)."""
-    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
-    from ray.train.torch import get_device
+    """One Ray Train worker of a data-parallel trial: ``train()`` under Lightning DDP, each
+    rank training on its shard of the training split.
 
-    from scripts.train import EpochHistory, build_module, plain_cuda_check
+    A retried trial (its node died, or the sweep was resumed) starts a Train run of the same
+    name and storage, whose latest checkpoint ``ray.train.get_checkpoint()`` hands back: the
+    workers continue from it (its best epoch so far) instead of from the first epoch."""
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
+
+    from scripts.train import EpochHistory, train
     from search_spaces.trials import sampled_params, trial_config
 
     space: SearchSpace = loop_config["space"]
     torch.set_num_threads(max(1, int(space.resources.cpus_per_trial)))
     params = sampled_params(space, loop_config["flat"])
     cfg = trial_config(space, params)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, source = trial_datamodule(cfg.data, loop_config["data_dir"], loop_config["data"])
-    dm.seed = cfg.seed
-    dm.setup("fit")
-    use_gpu = space.resources.gpus_per_trial > 0
-    if use_gpu:
-        dm.to(get_device())
-    module = build_module(cfg, dm)
-    reporter = DDPReporter(params, cfg)
+    history = EpochHistory(space.objective.metric, space.objective.mode)
+    reporter = DDPReporter(params, cfg, history)
     reporter.static["data"] = source
-    trainer = pl.Trainer(
-        max_epochs=cfg.max_epochs,
-        accelerator="gpu" if use_gpu else "cpu",
-        devices="auto",
-        strategy=RayDDPStrategy(),
-        plugins=[RayLightningEnvironment()],
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        num_sanity_val_steps=0,
-        callbacks=[EpochHistory(space.objective.metric, space.objective.mode), reporter],
-        deterministic=False,
-    )
-    with plain_cuda_check():  # as in train(): no NVML probe at every optimizer step
-        prepare_trainer(trainer).fit(module, datamodule=dm)
+    checkpoint = ray.train.get_checkpoint()
+    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as ckpt_dir:
+        train(
+            cfg,
+            data_dir=loop_config["data_dir"],
+            datamodule=dm,
+            history=history,
+            callbacks=[reporter],
+            accelerator="gpu" if space.resources.gpus_per_trial > 0 else "cpu",
+            strategy=RayDDPStrategy(),
+            plugins=[RayLightningEnvironment()],
+            devices="auto",
+            ckpt_path=os.path.join(ckpt_dir, "model.ckpt") if ckpt_dir else None,
+        )
 
 
 def run_ddp_trial(

@@ -85,10 +85,12 @@ def apply_overrides(space: SearchSpace, opts: SweepOptions) -> SearchSpace:
     if "max_epochs" in budget:
         budget["grace_period"] = min(space.budget.grace_period, budget["max_epochs"])
     resources = {k: v for k, v in given.items() if parts[k] == "resources"}
+    from search_spaces.errors import replaced  # pydantic: not at CLI start-up
+
     return dataclasses.replace(
         space,
-        budget=dataclasses.replace(space.budget, **budget),
-        resources=dataclasses.replace(space.resources, **resources),
+        budget=replaced(space.budget, "budget", **budget),
+        resources=replaced(space.resources, "resources", **resources),
         seed=given.get("seed", space.seed),
     )
 
@@ -108,10 +110,10 @@ def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, n
         "space_file": space.source,
         "space": raw,
         "overrides": {k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None},
-        "objective": dataclasses.asdict(space.objective),
-        "objectives": [dataclasses.asdict(o) for o in space.objectives],
-        "sampler": dataclasses.asdict(space.sampler),
-        "scheduler": dataclasses.asdict(space.scheduler),
+        "objective": space.objective.model_dump(mode="json"),
+        "objectives": [o.model_dump(mode="json") for o in space.objectives],
+        "sampler": space.sampler.model_dump(mode="json"),
+        "scheduler": space.scheduler.model_dump(mode="json"),
         "max_epochs": space.budget.max_epochs,
         "num_samples": space.budget.num_samples,
         "params": list(space.param_names),

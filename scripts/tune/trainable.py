@@ -47,10 +47,14 @@ class TuneReporter(pl.Callback):
     so the trial's latest checkpoint is always its best one.
 
     Reports go through a :class:`ReportSender`: training waits for the driver only at the
-    ``decision_epochs`` (where the scheduler may stop the trial) and at the end of ``fit``."""
+    ``decision_epochs`` (where the scheduler may stop the trial) and at the end of ``fit``.
 
-    def __init__(self, params: Mapping[str, Any], cfg: TrainConfig,
+    ``history`` is the run's epoch recorder, the one given to ``train(history=...)``; it
+    records each epoch before this callback reports it."""
+
+    def __init__(self, params: Mapping[str, Any], cfg: TrainConfig, history: EpochHistory,
                  decision_epochs: frozenset[int] = frozenset()) -> None:
+        self.history = history
         self.static = {
             "params": dict(params),
             "config_json": cfg.to_json(),
@@ -62,7 +66,7 @@ class TuneReporter(pl.Callback):
         self.sender = ReportSender()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        history = next(cb for cb in trainer.callbacks if isinstance(cb, EpochHistory))
+        history = self.history
         row = history.epochs[-1]
         if history.improved:
             self.best_snapshot = {f"best_{k}": v for k, v in row.items() if k.startswith("val_")}
@@ -125,7 +129,8 @@ def run_trial(
     params = sampled_params(space, config)
     cfg = trial_config(space, params)  # an infeasible draw raises here: the trial errors
     datamodule, source = trial_datamodule(cfg.data, data_dir, data)
-    reporter = TuneReporter(params, cfg, decision_epochs(space))
+    history = EpochHistory(space.objective.metric, space.objective.mode)
+    reporter = TuneReporter(params, cfg, history, decision_epochs(space))
     reporter.static["data"] = source
     # A trial that Tune restarts (--resume, a lost node) continues from its last checkpoint,
     # its best epoch so far, instead of training from scratch under the same trial.
@@ -135,8 +140,7 @@ def run_trial(
             cfg,
             data_dir=data_dir,
             datamodule=datamodule,
+            history=history,
             callbacks=[reporter],
-            objective=space.objective.metric,
-            mode=space.objective.mode,
             ckpt_path=os.path.join(ckpt_dir, "model.ckpt") if ckpt_dir else None,
         )
