@@ -1,4 +1,4 @@
-"""Typed, validated model and optimizer configs, the family registry, and data-fit checks.
+"""Typed, validated model and optimizer configs (pydantic), and the check that a model fits data.
 
 Every config is a frozen pydantic model that validates itself (field constraints, plus
 ``model_validator``s for cross-field rules), so a config that exists is a config that can be
