@@ -547,7 +547,7 @@ def test_rayjob_runs_a_valid_sweep_command(tmp_path: Path):
     assert cluster_spec["rayVersion"] == __import__("ray").__version__
     head_mounts = {m["mountPath"] for m in head["template"]["spec"]["containers"][0]
                    ["volumeMounts"]}
-    assert {"/data", args.results_dir} <= head_mounts
+    assert {"/data", str(args.results_dir)} <= head_mounts
 
 
 def test_storage_and_concurrency_helpers():
