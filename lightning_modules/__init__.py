@@ -21,7 +21,7 @@ from .configs import (
 from .metrics import binary_metrics, metrics_from_confusion
 from .optim import build_optimizer, build_scheduler
 from .presets import PRESETS, Preset, get_preset
-from .summary import count_parameters, format_parameter_table, parameter_table
+from .summary import count_parameters, parameter_table
 
 __all__ = [
     "FAMILIES",
@@ -39,7 +39,6 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "count_parameters",
-    "format_parameter_table",
     "get_preset",
     "metrics_from_confusion",
     "model_config_from_dict",

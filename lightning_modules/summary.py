@@ -46,19 +46,3 @@ def parameter_table(module: nn.Module) -> list[dict[str, Any]]:
         }
     )
     return rows
-
-
-def format_parameter_table(rows: list[dict[str, Any]]) -> str:
-    """Plain-text table of :func:`parameter_table` rows; the last row is set off as the total."""
-    headers = ("layer", "type", "weights", "biases", "total")
-    cells = [[str(r["layer"]), str(r["type"]), *(f"{r[k]:,}" for k in headers[2:])] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-
-    def line(values: list[str] | tuple[str, ...]) -> str:
-        left = [v.ljust(w) for v, w in zip(values[:2], widths[:2], strict=True)]
-        right = [v.rjust(w) for v, w in zip(values[2:], widths[2:], strict=True)]
-        return "  ".join(left + right).rstrip()
-
-    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    out = [line(headers), rule, *(line(c) for c in cells[:-1]), rule, line(cells[-1])]
-    return "\n".join(out)

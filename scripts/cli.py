@@ -149,8 +149,8 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lightning_modules.summary import format_parameter_table, parameter_table
-    from scripts.reports.format import format_metrics
+    from lightning_modules.summary import parameter_table
+    from scripts.reports.format import format_metrics, format_parameter_table
     from scripts.train import train
 
     cfg = _train_config(args)

@@ -31,7 +31,6 @@ from lightning_modules import (
     build_backbone,
     build_optimizer,
     count_parameters,
-    format_parameter_table,
     get_preset,
     metrics_from_confusion,
     model_config_from_dict,
@@ -39,6 +38,7 @@ from lightning_modules import (
     parameter_table,
     validate_for_data,
 )
+from scripts.reports.format import format_parameter_table
 from search_spaces.errors import config_error
 
 pytestmark = [

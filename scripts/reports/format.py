@@ -53,3 +53,11 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def format_parameter_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The table of :func:`lightning_modules.summary.parameter_table` rows; the last row, the
+    total, set apart."""
+    headers = ("layer", "type", "weights", "biases", "total")
+    cells = [(r["layer"], r["type"], *(f"{r[k]:,}" for k in headers[2:])) for r in rows]
+    return render_table(headers, cells, right=(2, 3, 4), rule_before_last=True)

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from lightning_modules.metrics import binary_metrics, metrics_from_confusion
-from lightning_modules.summary import format_parameter_table, parameter_table
+from lightning_modules.summary import parameter_table
 from scripts.leaderboard import STATUS_ERRORED, atomic_write_json, read_leaderboard, read_meta
 from scripts.provenance import code_version
 from scripts.reports import plots
+from scripts.reports.format import format_parameter_table
 from scripts.train import TrainResult, train
 from search_spaces.errors import ConfigError, replaced
 from search_spaces.schema import load_yaml_mapping
