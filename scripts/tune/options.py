@@ -73,18 +73,18 @@ def sweep_flags() -> list[tuple[str, dataclasses.Field]]:
             if "cli" in f.metadata]
 
 
-OVERRIDES = tuple(f.name for f in dataclasses.fields(SweepOptions)
-                  if f.metadata.get("overrides"))
+# Option name -> the part of the space it overrides.
+OVERRIDES = {f.name: f.metadata["overrides"] for f in dataclasses.fields(SweepOptions)
+             if f.metadata.get("overrides")}
 
 
 def apply_overrides(space: SearchSpace, opts: SweepOptions) -> SearchSpace:
     """``space`` with the options that override its file (:data:`OVERRIDES`) applied."""
     given = {name: getattr(opts, name) for name in OVERRIDES if getattr(opts, name) is not None}
-    parts = {f.name: f.metadata.get("overrides") for f in dataclasses.fields(SweepOptions)}
-    budget = {k: v for k, v in given.items() if parts[k] == "budget"}
+    budget = {k: v for k, v in given.items() if OVERRIDES[k] == "budget"}
     if "max_epochs" in budget:
         budget["grace_period"] = min(space.budget.grace_period, budget["max_epochs"])
-    resources = {k: v for k, v in given.items() if parts[k] == "resources"}
+    resources = {k: v for k, v in given.items() if OVERRIDES[k] == "resources"}
     from search_spaces.errors import replaced  # pydantic: not at CLI start-up
 
     return dataclasses.replace(
