@@ -24,7 +24,7 @@ from .configs import (
     optim_config_from_dict,
     validate_for_data,
 )
-from .metrics import binary_metrics, metrics_from_confusion
+from .metrics import BINARY_EVAL_METRICS, binary_metrics, metrics_from_confusion
 from .optim import build_optimizer, build_scheduler
 
 
@@ -233,13 +233,8 @@ class ClassifierModule(pl.LightningModule):
             targets = torch.cat(self._eval_targets).cpu().numpy()
             result = binary_metrics(scores, targets, self.model_cfg.threshold)
             confusion = result["confusion"]
-            metrics |= {
-                "acc": result["accuracy"],
-                "f1": result["f1"],
-                "auc": result["auc"],
-                "sensitivity": result["sensitivity"],
-                "specificity": result["specificity"],
-            }
+            metrics |= {"acc": result["accuracy"], "f1": result["f1"]}
+            metrics |= {name: result[name] for name in BINARY_EVAL_METRICS}
         else:
             scores = targets = None
             confusion = self._eval_confusion.view(self.num_classes, -1).cpu().numpy()

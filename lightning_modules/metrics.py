@@ -12,6 +12,17 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score
 
+# What ClassifierModule logs per evaluation (with a ``val_`` or ``test_`` prefix).
+EVAL_METRICS = ("loss", "acc", "f1")
+BINARY_EVAL_METRICS = ("auc", "sensitivity", "specificity")
+
+
+def epoch_metrics(binary: bool) -> tuple[str, ...]:
+    """The metrics ClassifierModule logs every epoch, for a binary or a multiclass head:
+    the names a sweep's objective can name."""
+    evals = EVAL_METRICS + (BINARY_EVAL_METRICS if binary else ())
+    return ("train_loss", "train_acc", *(f"val_{name}" for name in evals))
+
 
 def _ratio(num: np.ndarray, den: np.ndarray, empty: float) -> np.ndarray:
     """Elementwise ``num / den`` with ``empty`` where ``den`` is 0 (no warning)."""

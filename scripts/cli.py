@@ -51,6 +51,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _existing_dir(text: str) -> str:
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text}: no such directory")
@@ -61,6 +68,7 @@ _FLAG_TYPES: dict[str, dict[str, Any]] = {
     "positive_int": {"type": _positive_int},
     "positive_float": {"type": _positive_float},
     "int": {"type": int},
+    "non_negative_int": {"type": _non_negative_int},
     "path": {"type": Path},
     "existing_dir": {"type": _existing_dir},
     "flag": {"action": "store_true"},
@@ -173,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
 
     from scripts.tune.driver import run_sweep
-    from scripts.tune.options import SweepOptions, sweep_flags
+    from scripts.tune.options import SweepOptions, resume_command, sweep_flags
     from search_spaces.schema import load_space, load_yaml_mapping
 
     space = load_space(args.space)
@@ -185,8 +193,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print()
     if outcome.interrupted:
         print(f"Interrupted after {outcome.wall_time_s:.1f} s. Resume with: "
-              f"hpsearch sweep {args.space} --resume"
-              + (f" --name {args.name}" if args.name else ""))
+              f"{resume_command(args.space, opts)}")
     best = outcome.best
     metric = space.objective.metric
     if best and isinstance(best.get(metric), (int, float)):
@@ -380,7 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line(exc: BaseException, with_type: bool = True) -> str:
     text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
+    lines = text.splitlines()
+    first = lines[0] if lines else ""
+    if first.startswith("Traceback"):  # a remote error's text: its last line says what
+        first = next((ln.strip() for ln in reversed(lines) if ln.strip()), first)
     if with_type or not first:
         return f"{type(exc).__name__}: {first}".rstrip(": ")
     return first

@@ -35,6 +35,13 @@ STATUS_EARLY_STOPPED = "early-stopped"
 STATUS_ERRORED = "errored"
 STATUS_RUNNING = "running"
 STATUS_PENDING = "pending"
+# Running when the sweep was stopped (Ctrl-C): ``--resume`` continues it.
+STATUS_INTERRUPTED = "interrupted"
+FINISHED_STATUSES = (STATUS_COMPLETED, STATUS_EARLY_STOPPED, STATUS_ERRORED)
+
+# What a trial reports when it fails in a way a retry would repeat (a NaN loss, an
+# architecture that does not fit its data): the error, instead of raising it to Tune.
+FAILED_KEY = "failed"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -50,7 +57,13 @@ def read_meta(exp_dir: Path) -> dict[str, Any]:
     meta_path = exp_dir / SWEEP_META
     if not meta_path.is_file():
         raise ConfigError(f"{exp_dir}: not an hpsearch experiment folder (no {SWEEP_META})")
-    return json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{meta_path}: not an hpsearch sweep record (a JSON object)")
+    return meta
 
 
 def error_summary(text: str | None) -> str:
@@ -74,9 +87,11 @@ def finished_status(errored: bool, epochs: int, max_epochs: int) -> str:
 
 def trial_status(trial: Any, max_epochs: int, ray_status: str | None = None) -> str:
     status = ray_status or getattr(trial, "status", "")
-    epochs = int((trial.last_result or {}).get("epoch", 0) or 0)
+    result = trial.last_result or {}
+    epochs = int(result.get("epoch", 0) or 0)
     if status in ("ERROR", "TERMINATED"):
-        return finished_status(status == "ERROR", epochs, max_epochs)
+        return finished_status(status == "ERROR" or bool(result.get(FAILED_KEY)), epochs,
+                               max_epochs)
     if status == "RUNNING":
         return STATUS_RUNNING
     return STATUS_PENDING
@@ -135,7 +150,8 @@ def trial_row(
     row["seed"] = result.get("seed", meta.get("seed"))
     error = ""
     if status == STATUS_ERRORED:
-        error = error_summary(trial.get_error() if hasattr(trial, "get_error") else "")
+        error = result.get(FAILED_KEY) or error_summary(
+            trial.get_error() if hasattr(trial, "get_error") else "")
     row["error"] = error
     checkpoint = getattr(trial, "checkpoint", None)
     # A data-parallel trial's checkpoints belong to its Ray Train run, which reports the path.
@@ -221,9 +237,32 @@ def write_leaderboard(
     rows = rank_rows(
         (trial_row(t, meta, space, ray_status.get(t.trial_id)) for t in trials), objectives(meta)
     )
+    for row in rows:
+        row["checkpoint"] = relative_to_folder(row["checkpoint"], exp_dir)
     path = exp_dir / LEADERBOARD
     atomic_write_text(path, leaderboard_csv(rows))
     return path
+
+
+def relative_to_folder(path: str, exp_dir: Path) -> str:
+    """``path`` relative to the experiment folder when it is inside it (the folder can then
+    move); paths elsewhere (``--storage``) as they are."""
+    if path and Path(path).is_absolute() and Path(path).is_relative_to(exp_dir):
+        return Path(path).relative_to(exp_dir).as_posix()
+    return path
+
+
+def mark_interrupted(exp_dir: Path, trial_ids: Iterable[str]) -> None:
+    """Label these trials, running when the sweep was stopped, ``interrupted`` on the
+    leaderboard (Tune stops them as if they had ended early)."""
+    path = exp_dir / LEADERBOARD
+    stopped = set(trial_ids)
+    with path.open(newline="") as src:
+        rows = list(csv.DictReader(src))
+    for row in rows:
+        if row["trial_id"] in stopped:
+            row["status"] = STATUS_INTERRUPTED
+    atomic_write_text(path, leaderboard_csv(rows))
 
 
 PARETO_PLOT = "pareto_front.png"

@@ -538,7 +538,8 @@ def _check_against_configs(space: SearchSpace) -> None:
     from search_spaces.train_config import check_sections, train_config_from_sections
 
     base = {s: space.fixed(s) for s in SECTIONS}
-    train_config_from_sections(base, max_epochs=space.budget.max_epochs, seed=space.seed)
+    cfg = train_config_from_sections(base, max_epochs=space.budget.max_epochs, seed=space.seed)
+    _check_objective_metrics(space, cfg.model.binary)
     for param in space.search:
         field_name = param.key.split(".", 1)[0]
         for value in param.dist.candidates():
@@ -550,6 +551,22 @@ def _check_against_configs(space: SearchSpace) -> None:
                 raise ConfigError(f"search.{param.path}: {exc}") from None
             # Whether the drawn architecture fits the data (e.g. too many pools for a small
             # image) is left to the trial: such draws are recorded as errored trials.
+
+
+def _check_objective_metrics(space: SearchSpace, binary: bool) -> None:
+    """Every objective is a metric the model logs (the first one every epoch), so a typo is
+    refused now instead of failing every trial."""
+    from lightning_modules.metrics import epoch_metrics
+
+    logged = epoch_metrics(binary)
+    for i, objective in enumerate(space.objectives):
+        valid = logged if i == 0 else (*(m for m in logged if m.startswith("val_")),
+                                       *TRIAL_METRICS)
+        if objective.metric not in valid:
+            where = "objective" if len(space.objectives) == 1 else f"objective[{i}]"
+            raise ConfigError(
+                f"{where}.metric: {objective.metric!r} is not a metric this model logs "
+                f"(valid: {', '.join(valid)})")
 
 
 def load_yaml_mapping(path: str | Path, what: str = "search-space file") -> dict[str, Any]:

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,14 +27,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from sweep_process import REPO, Sweep
 
 from scripts.leaderboard import LEADERBOARD
 from scripts.tune.callback import load_trials, rebuild_leaderboard
 
-REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
 START_TIMEOUT_S = 90
-SWEEP_TIMEOUT_S = 300
 
 # A small CNN with small batches, so a trial trains for ~10 s: the trial actor on the worker
 # node starts a few seconds after the head's, and Tune hands a finished trial's actor to the
@@ -252,50 +250,6 @@ def cluster() -> Iterator[LocalCluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-class Sweep:
-    """``hpsearch sweep`` as a subprocess, its output collected by a thread (so a test can
-    act on a line while the sweep runs)."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scripts.cli", "sweep", *args], cwd=REPO, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for_line(self, prefix: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(line.startswith(prefix) for line in self.lines):
-            assert self.proc.poll() is None, f"sweep exited early:\n{self.output}"
-            assert time.monotonic() < deadline, f"no '{prefix}' line:\n{self.output}"
-            time.sleep(0.05)
-
-    def wait(self, timeout: float = SWEEP_TIMEOUT_S) -> int:
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        finally:
-            self.kill()
-        self._reader.join(timeout=10)
-        print(self.output)  # shown by pytest when the test fails
-        return rc
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def _write_space(path: Path, **changes: object) -> Path:
     """SPACE with ``data``/``budget``/``resources`` entries updated, other sections replaced."""
     raw = json.loads(json.dumps(SPACE))
@@ -375,7 +329,7 @@ def test_sweep_runs_trials_on_both_nodes_with_shipped_data(
     assert meta["storage"] == storage.as_uri()
     ray_dir = storage / "two_nodes" / "ray"
     assert not (exp_dir / "ray").exists() and ray_dir.is_dir()
-    assert all(Path(c, "model.ckpt").is_file() for c in board.checkpoint)
+    assert all(Path(exp_dir, c, "model.ckpt").is_file() for c in board.checkpoint)
     results = _results(ray_dir)
     assert len(results) == 4
     assert {r["data"] for trial in results for r in trial} == {"object-store"}
@@ -412,7 +366,7 @@ def test_data_parallel_trial_spans_both_nodes(
     assert board.val_acc[0] > 0.3
     # 2 workers x 1 CPU on two 1-CPU nodes: one worker on each, one gloo process group.
     assert set(board.node_id[0].split(",")) == {cluster.head.node_id, cluster.worker.node_id}
-    assert Path(board.checkpoint[0], "model.ckpt").is_file()
+    assert Path(exp_dir, board.checkpoint[0], "model.ckpt").is_file()
     (results,) = _results(exp_dir / "ray")
     # One result per epoch reached Tune (rank 0's), not one per worker.
     assert [r["epoch"] for r in results] == [1, 2]

@@ -86,7 +86,8 @@ def test_sweep_records_completed_early_stopped_and_errored_trials(tiny_sweep):
     assert best["status"] == "completed" and best["val_acc"] > 0.8
     assert list(board["rank"]) == [1, 2, 3, 4]
     assert board["val_acc"].iloc[0] >= board["val_acc"].iloc[1]
-    assert Path(best["checkpoint"], "model.ckpt").is_file()
+    assert not Path(best["checkpoint"]).is_absolute()  # the folder can move
+    assert Path(outcome.exp_dir, best["checkpoint"], "model.ckpt").is_file()
     config = json.loads(best["config"])
     assert config["data"]["name"] == "mnist" and config["model"]["hidden"] == json.loads(
         best["model.hidden"])

@@ -46,6 +46,13 @@ class LeaderboardCallback(tune.Callback):
         self.verbose = verbose
         self._last_write = 0.0
         self._finished: dict[str, str] = {}  # trial id -> Tune's status, not yet written
+        self._started: set[str] = set()
+        self._ended: set[str] = set()
+
+    @property
+    def unfinished_ids(self) -> set[str]:
+        """The trials this run started that have not finished (nor errored)."""
+        return self._started - self._ended
 
     def _write(self, trials: list[Any], ray_status: Mapping[str, str] | None = None) -> None:
         write_leaderboard(self.exp_dir, trials, self.meta, self.space, ray_status)
@@ -68,11 +75,16 @@ class LeaderboardCallback(tune.Callback):
         if time.monotonic() - self._last_write > 5.0:
             self._write(trials)
 
+    def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
+        self._started.add(trial.trial_id)
+
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
         self._finished[trial.trial_id] = "TERMINATED"
+        self._ended.add(trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001
         self._finished[trial.trial_id] = "ERROR"
+        self._ended.add(trial.trial_id)
 
     def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
         if self._finished:

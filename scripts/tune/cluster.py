@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -91,6 +93,53 @@ def check_placement(space: SearchSpace) -> None:
             f"--gpus-per-trial {res.gpus_per_trial:g} with --workers-per-trial "
             f"{res.workers_per_trial}: data-parallel workers need whole GPUs"
         )
+
+
+def _fits(node: Mapping[str, float], cpus: float, gpus: float) -> int:
+    """How many workers needing ``cpus`` and ``gpus`` a node of these resources holds."""
+    counts = [node.get("CPU", 0.0) / cpus] if cpus > 0 else []
+    if gpus > 0:
+        counts.append(node.get("GPU", 0.0) / gpus)
+    return int(min(counts)) if counts else math.inf
+
+
+def placement_problem(space: SearchSpace, nodes: list[Mapping[str, float]]) -> str | None:
+    """Why no trial of ``space`` can ever run on nodes of these total resources (``None``
+    if one can): a worker must fit on one node, and a data-parallel trial's workers on all."""
+    res = space.resources
+    need = f"{res.cpus_per_trial:g} CPU" + (f" + {res.gpus_per_trial:g} GPU"
+                                           if res.gpus_per_trial else "")
+    held = sum(_fits(node, res.cpus_per_trial, res.gpus_per_trial) for node in nodes)
+    if held >= res.workers_per_trial:
+        return None
+    cpus = sum(n.get("CPU", 0.0) for n in nodes)
+    gpus = sum(n.get("GPU", 0.0) for n in nodes)
+    largest = max(nodes, key=lambda n: (n.get("GPU", 0.0), n.get("CPU", 0.0)), default={})
+    what = (f"a trial of {res.workers_per_trial} workers x ({need})"
+            if res.workers_per_trial > 1 else f"a trial of {need}")
+    return (f"{what} cannot be placed on this Ray cluster ({len(nodes)} node(s), {cpus:g} "
+            f"CPUs, {gpus:g} GPUs; the largest node has {largest.get('CPU', 0.0):g} CPUs and "
+            f"{largest.get('GPU', 0.0):g} GPUs): lower --cpus-per-trial / --gpus-per-trial, "
+            "or join a larger cluster (--wait-for-resources S waits for an autoscaler)")
+
+
+def _node_resources() -> list[dict[str, float]]:
+    import ray
+
+    return [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
+
+
+def check_resources(space: SearchSpace, wait_s: float | None = None) -> None:
+    """Refuse a sweep whose trials no node of the joined cluster can ever hold, before
+    anything is written; with ``wait_s``, give an autoscaling cluster that long to grow."""
+    from search_spaces.errors import ConfigError
+
+    deadline = time.monotonic() + (wait_s or 0.0)
+    while (problem := placement_problem(space, _node_resources())) is not None:
+        if time.monotonic() >= deadline:
+            waited = f" (waited {wait_s:g} s)" if wait_s else ""
+            raise ConfigError(problem + waited)
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
 
 
 def default_max_concurrent(space: SearchSpace, summary: Mapping[str, Any]) -> int | None:

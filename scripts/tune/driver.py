@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,15 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune.error import TuneError
+from ray.tune.search import ConcurrencyLimiter
 
 from datamodules.paths import resolve_data_dir
+from scripts.experiment_folder import check_name, experiment_lock
 from scripts.leaderboard import (
+    FINISHED_STATUSES,
     LEADERBOARD,
     RAY_DIR,
     STATUS_PENDING,
     STATUS_RUNNING,
     SWEEP_META,
     atomic_write_json,
+    error_summary,
+    mark_interrupted,
     ray_experiment_path,
     read_leaderboard,
     read_meta,
@@ -27,15 +34,23 @@ from scripts.leaderboard import (
 from scripts.tune.callback import LeaderboardCallback
 from scripts.tune.cluster import (
     check_placement,
+    check_resources,
     cluster_summary,
     default_max_concurrent,
     init_ray,
 )
 from scripts.tune.data import DataHandle, load_data, searched_data_fields, ship_data
 from scripts.tune.ddp import DDP_DRIVER_MEMORY, run_ddp_trial
-from scripts.tune.durability import repair_state, state_backup_dir, tune_settings
-from scripts.tune.internals import warm_trial_workers
-from scripts.tune.options import SweepOptions, apply_overrides, space_from_meta, sweep_meta
+from scripts.tune.durability import STATE_BACKUP, repair_state, state_backup_dir, tune_settings
+from scripts.tune.internals import FolderSearchGenerator, has_saved_state, warm_trial_workers
+from scripts.tune.options import (
+    OVERRIDES,
+    SweepOptions,
+    apply_overrides,
+    space_from_meta,
+    storage_uri,
+    sweep_meta,
+)
 from scripts.tune.schedulers import OBJECTIVE_SO_FAR, make_scheduler
 from scripts.tune.trainable import run_trial
 from search_spaces.errors import ConfigError
@@ -68,45 +83,107 @@ def _trainable(
     return tune.with_resources(trainable, resources)
 
 
-def _searcher(space: SearchSpace, exp_dir: Path, study_name: str) -> Any:
+def _search_alg(space: SearchSpace, exp_dir: Path, meta: Mapping[str, Any],
+                max_concurrent: int | None, resume: bool,
+                experiment: tune.Experiment) -> FolderSearchGenerator:
+    """The searcher, built afresh on every run (new or resumed) from the folder where it is
+    now; Tune restores only its saved state into it."""
     from scripts.tune.searcher import OptunaSearcher
 
-    return OptunaSearcher(space, str((exp_dir / OPTUNA_JOURNAL).resolve()), study_name)
+    searcher = OptunaSearcher(space, str(exp_dir / OPTUNA_JOURNAL), meta["study_name"], resume)
+    if max_concurrent:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+    return FolderSearchGenerator(searcher, experiment)
+
+
+def experiment_dir(space: SearchSpace, opts: SweepOptions) -> Path:
+    """``results_dir/NAME``, resolved from where it is now (nothing inside the folder keeps
+    this path: a moved or copied folder resumes in place)."""
+    name = (check_name(opts.name, "--name") if opts.name
+            else check_name(space.experiment, f"{space.source}: experiment"))
+    return (opts.results_dir / name).resolve()
+
+
+def stored_sweep(exp_dir: Path, opts: SweepOptions) -> dict[str, Any]:
+    """The metadata of the sweep ``--resume`` continues, with the options given now applied
+    (a raised ``--num-samples`` extends it) or refused in one line."""
+    meta = read_meta(exp_dir) if (exp_dir / SWEEP_META).is_file() else None
+    # With --storage, Ray's experiment folder is there rather than under exp_dir.
+    if meta is None or not (meta.get("storage") or (exp_dir / RAY_DIR).is_dir()):
+        raise ConfigError(f"{exp_dir}: nothing to resume (no earlier sweep of this name)")
+    ran = space_from_meta(meta)
+    stored = {**meta["overrides"]}
+    for name, part in OVERRIDES.items():
+        given, was = getattr(opts, name), _option_value(ran, name, part)
+        if given is None or given == was:
+            continue
+        if name == "num_samples" and given > was:
+            stored[name] = given
+            continue
+        raise ConfigError(
+            f"--{name.replace('_', '-')} {given}: a resumed sweep keeps what it ran with "
+            f"({name} {was}); only --num-samples can be raised (or start a new sweep with "
+            "--name NEW)")
+    if opts.storage is not None and storage_uri(opts.storage) != meta.get("storage"):
+        raise ConfigError(f"--storage {opts.storage}: the sweep keeps its storage "
+                          f"({meta.get('storage') or 'under the results folder'})")
+    meta = {**meta, "overrides": stored}
+    meta["num_samples"] = space_from_meta(meta).budget.num_samples
+    return meta
+
+
+def _option_value(space: SearchSpace, name: str, part: str) -> Any:
+    """The value the space has for the option ``name`` that overrides its ``part``."""
+    return space.seed if part == "seed" else getattr(getattr(space, part), name)
 
 
 def prepare_experiment(
-    space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions
-) -> tuple[SearchSpace, Path, dict]:
-    """Resolve the experiment folder and its metadata; on resume, reload what was stored."""
-    name = opts.name or space.experiment
-    exp_dir = (opts.results_dir / name).resolve()
-    meta_path = exp_dir / SWEEP_META
-    if opts.resume:
-        meta = read_meta(exp_dir) if meta_path.is_file() else None
-        # With --storage, Ray's experiment folder is there rather than under exp_dir.
-        if meta is None or not (meta.get("storage") or (exp_dir / RAY_DIR).is_dir()):
-            raise ConfigError(f"{exp_dir}: nothing to resume (no earlier sweep of this name)")
-        return space_from_meta(meta), exp_dir, meta
+    space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, exp_dir: Path
+) -> dict:
+    """Check the folder holds no other sweep and write the new sweep's metadata."""
     if (exp_dir / RAY_DIR).exists() or (exp_dir / LEADERBOARD).exists():
         raise ConfigError(
             f"{exp_dir} already holds a sweep: add --resume to continue it, "
             "or --name NEW for a new one"
         )
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    meta = sweep_meta(space, raw, opts, name)
-    atomic_write_json(meta_path, meta)
-    return space, exp_dir, meta
+    meta = sweep_meta(space, raw, opts, exp_dir.name)
+    atomic_write_json(exp_dir / SWEEP_META, meta)
+    return meta
 
 
 def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) -> SweepOutcome:
     """Run (or resume) the sweep described by ``space`` and return where its results are."""
-    space = apply_overrides(space, opts)
+    if opts.max_failures < 0:
+        raise ConfigError(f"max_failures {opts.max_failures}: must be 0 or more (a trial "
+                          "retried for ever never ends the sweep)")
+    exp_dir = experiment_dir(space, opts)
+    meta = stored_sweep(exp_dir, opts) if opts.resume else None
+    space = space_from_meta(meta) if meta else apply_overrides(space, opts)
     check_placement(space)
     # Absolute, since trials run in other working directories.
     data_dir = str(resolve_data_dir(opts.data_dir))
     datamodule = load_data(space, data_dir)
-    space, exp_dir, meta = prepare_experiment(space, raw, opts)
     joined = init_ray(opts.address)
+    check_resources(space, opts.wait_for_resources)
+    with experiment_lock(exp_dir):
+        if meta is None:
+            meta = prepare_experiment(space, raw, opts, exp_dir)
+        else:
+            atomic_write_json(exp_dir / SWEEP_META, meta)
+        return _run(space, exp_dir, meta, opts, datamodule, data_dir, joined)
+
+
+def _start_again(exp_dir: Path, ray_path: str) -> None:
+    """Clear what a sweep killed before Tune's first save left (no trial had finished)."""
+    print(f"{ray_path} holds no saved Tune state (the sweep was stopped before its first "
+          "save): starting the sweep again in the same folder", flush=True)
+    for path in (exp_dir / RAY_DIR, exp_dir / STATE_BACKUP):
+        shutil.rmtree(path, ignore_errors=True)
+    (exp_dir / LEADERBOARD).unlink(missing_ok=True)
+
+
+def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, datamodule: Any,
+         data_dir: str, joined: bool) -> SweepOutcome:
     ship = opts.ship_data
     if ship is None:
         # A cluster's nodes may have no data directory: ship the decoded data to them. On one
@@ -116,67 +193,87 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     data = ship_data(datamodule) if ship else None
     ray_path = ray_experiment_path(exp_dir, meta)
     storage_path = ray_path.rsplit("/", 1)[0]
-    trainable = _trainable(space, data_dir, data, f"{storage_path}/train")
+    # Ray's experiment folder when it is on this machine (not with --storage s3://...).
+    local_ray_dir = None if meta.get("storage") else Path(ray_path)
+    resume = opts.resume
+    if resume and local_ray_dir is not None and repair_state(
+            local_ray_dir, state_backup_dir(local_ray_dir)):
+        print(f"Tune's saved state in {local_ray_dir} was cut short (the sweep was "
+              "killed while saving it): resuming from its last complete save", flush=True)
+    if resume and not has_saved_state(ray_path):
+        if local_ray_dir is not None:
+            _start_again(exp_dir, ray_path)
+        resume = False
+    if resume:
+        _say_resumed(exp_dir, space.budget.num_samples)
     summary = cluster_summary()
     max_concurrent = space.resources.max_concurrent or default_max_concurrent(space, summary)
     if opts.verbose:
         _say_placement(space, summary, data, storage_path, max_concurrent)
-    started = time.monotonic()
     callback = LeaderboardCallback(exp_dir, meta, space, opts.verbose)
-    # Ray's experiment folder when it is on this machine (not with --storage s3://...).
-    local_ray_dir = None if meta.get("storage") else Path(ray_path)
-    if opts.resume:
-        if local_ray_dir is not None and repair_state(local_ray_dir,
-                                                      state_backup_dir(local_ray_dir)):
-            print(f"Tune's saved state in {local_ray_dir} was cut short (the sweep was "
-                  "killed while saving it): resuming from its last complete save", flush=True)
-        tuner = tune.Tuner.restore(
-            ray_path, trainable=trainable,
-            resume_unfinished=True, resume_errored=False, restart_errored=False,
-        )
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=_searcher(space, exp_dir, meta["study_name"]),
-                scheduler=make_scheduler(space),
-                metric=OBJECTIVE_SO_FAR,
-                mode=space.objective.mode,
-                num_samples=space.budget.num_samples,
-                max_concurrent_trials=max_concurrent,
-                time_budget_s=space.budget.time_budget_s,
-                reuse_actors=not opts.tune_defaults,
-            ),
-            run_config=tune.RunConfig(
-                name=RAY_DIR,
-                storage_path=storage_path,
-                callbacks=[callback],
-                stop=TotalEpochs(space.budget.total_epochs) if space.budget.total_epochs else None,
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                # Two: Tune deletes the older checkpoint as soon as a new one is registered,
-                # before the experiment state naming the new one is saved; with one, a
-                # driver killed in between would leave the trial naming a deleted one.
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            ),
-        )
+    started = time.monotonic()
     interrupted = False
     warm = contextlib.nullcontext() if joined or opts.tune_defaults else warm_trial_workers()
     try:
         with warm, tune_settings(opts.tune_defaults, local_ray_dir):
-            tuner.fit()
+            experiment = tune.Experiment(
+                name=RAY_DIR,
+                run=_trainable(space, data_dir, data, f"{storage_path}/train"),
+                storage_path=storage_path,
+                num_samples=space.budget.num_samples,
+                time_budget_s=space.budget.time_budget_s,
+                stop=TotalEpochs(space.budget.total_epochs) if space.budget.total_epochs else None,
+                max_failures=opts.max_failures,
+                # Two: Tune deletes the older checkpoint as soon as a new one is registered,
+                # before the experiment state naming the new one is saved; with one, a
+                # driver killed in between would leave the trial naming a deleted one.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                trial_dirname_creator=trial_dirname,
+            )
+            tune.run(
+                experiment,
+                search_alg=_search_alg(space, exp_dir, meta, max_concurrent, resume, experiment),
+                scheduler=make_scheduler(space),
+                metric=OBJECTIVE_SO_FAR,
+                mode=space.objective.mode,
+                reuse_actors=not opts.tune_defaults,
+                callbacks=[callback],
+                verbose=0,
+                raise_on_failed_trial=False,
+                resume_config=tune.ResumeConfig() if resume else None,
+            )
     except KeyboardInterrupt:
         interrupted = True
+    except TuneError as exc:
+        raise SweepError(f"Ray Tune stopped the sweep: {error_summary(str(exc))}") from None
     elapsed = time.monotonic() - started
     meta = read_meta(exp_dir)
     meta["wall_time_s"] = float(meta.get("wall_time_s", 0.0)) + elapsed
     atomic_write_json(exp_dir / SWEEP_META, meta)
     board = exp_dir / LEADERBOARD
-    best = _best_row(board)
     # Tune catches Ctrl-C itself and returns normally: a sweep that ended short of its
     # trials (with no time budget to explain it) or with unfinished ones was stopped.
     interrupted = interrupted or _ended_short(exp_dir, space)
-    return SweepOutcome(exp_dir, board, elapsed, interrupted, best)
+    if interrupted and board.is_file():
+        mark_interrupted(exp_dir, callback.unfinished_ids)
+    return SweepOutcome(exp_dir, board, elapsed, interrupted, _best_row(board))
+
+
+def trial_dirname(trial: Any) -> str:
+    """A trial's folder in Ray's experiment: its id (the leaderboard's), not its config."""
+    return f"trial-{trial.trial_id}"
+
+
+class SweepError(RuntimeError):
+    """The sweep could not go on (Ray Tune gave up): one line, with Tune's reason."""
+
+
+def _say_resumed(exp_dir: Path, num_samples: int) -> None:
+    finished = 0
+    if (exp_dir / LEADERBOARD).is_file():
+        statuses = read_leaderboard(exp_dir)["status"]
+        finished = int(statuses.isin(FINISHED_STATUSES).sum())
+    print(f"resumed: {finished} finished, {max(0, num_samples - finished)} to go", flush=True)
 
 
 def _ended_short(exp_dir: Path, space: SearchSpace) -> bool:

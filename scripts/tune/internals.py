@@ -12,7 +12,9 @@ each contract on the pinned versions.
 - :func:`state_files` / :func:`state_file_complete` know Tune's experiment-state files;
 - :class:`ReportSender` calls ``tune.report`` from a side thread and re-raises its stop;
 - :func:`enable_token_auth_if_available` calls ``ray._private.authentication``;
-- :func:`without_huge_pages` toggles NumPy's ``_set_madvise_hugepage``.
+- :func:`without_huge_pages` toggles NumPy's ``_set_madvise_hugepage``;
+- :class:`FolderSearchGenerator` relies on what ``SearchGenerator.set_state`` restores;
+- :func:`has_saved_state` knows the name of Tune's experiment-state file.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ray._private.authentication.authentication_token_setup import (
 )
 from ray.tune.execution import class_cache
 from ray.tune.execution.tune_controller import TuneController
+from ray.tune.search import SearchGenerator
 
 from scripts.versions import check_pinned_versions
 
@@ -229,3 +232,36 @@ def enable_token_auth_if_available() -> bool:
     ignores the token, so sending it whenever one exists is safe.
     """
     return maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+class FolderSearchGenerator(SearchGenerator):
+    """Tune's ``SearchGenerator`` for ``experiment``, which keeps that experiment (Ray's
+    folder where it is now) and its number of trials, when raised, on ``--resume``.
+
+    Tune saves the generator with the ``Experiment`` it started with, absolute storage path
+    included, and ``set_state`` puts that back: the trials a moved or copied folder's resume
+    creates would then write into the original folder, and ``--num-samples`` could not grow."""
+
+    def __init__(self, searcher: Any, experiment: Any) -> None:
+        super().__init__(searcher)
+        self._current = experiment
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        self._experiment = self._current
+        self._total_samples = max(int(self._current.spec["num_samples"]), self._total_samples)
+
+
+def has_saved_state(ray_path: str) -> bool:
+    """Whether Ray's experiment folder (a local path or a URI) holds a saved experiment
+    state, which a resume needs (a driver killed before Tune's first save left none)."""
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(ray_path if "://" in ray_path
+                                              else str(Path(ray_path).resolve()))
+    try:
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    except OSError:
+        return False
+    return any(Path(i.path).name.startswith("experiment_state-") and i.size
+               for i in infos if i.type == pyarrow.fs.FileType.File)

@@ -40,8 +40,9 @@ class SweepOptions:
         None, "train each trial data-parallel on N Ray Train workers, each with "
         "--cpus-per-trial CPUs and --gpus-per-trial GPUs (default 1)", "resources",
         type="positive_int")
-    max_failures: int = _option(1, "retries of a trial whose worker died (default 1)",
-                                type="int")
+    max_failures: int = _option(1, "retries of a trial whose worker process or node died, "
+                                "each from its last checkpoint; an error in the trial itself "
+                                "is not retried (default 1)", type="non_negative_int")
     seed: int | None = _option(None, "the sweep's seed (the file's seed)", "seed", type="int")
     name: str | None = _option(None, "experiment name (default: the file's `experiment`)")
     results_dir: Path = _option(Path("results"), "folder of the experiment folders "
@@ -57,7 +58,11 @@ class SweepOptions:
     ship_data: bool | None = _option(None, "decode the data once here and send it to the "
                                      "trials through Ray's object store (default: on, unless "
                                      "the space searches a data field)", type="on_off")
-    resume: bool = _option(False, "continue an interrupted sweep", type="flag")
+    resume: bool = _option(False, "continue an interrupted sweep (with --num-samples N "
+                           "above its own, extend it to N trials)", type="flag")
+    wait_for_resources: float | None = _option(
+        None, "wait up to S seconds for the cluster to grow (an autoscaler) until a trial "
+        "fits on it (default: refuse at once a trial no node can hold)", type="positive_float")
     data_dir: str | None = _option(None, "folder holding the datasets (default: "
                                    "$HPSEARCH_DATA_DIR, else ./data)", type="existing_dir")
     # Not flags: the notebook's and the benchmark's.
@@ -71,6 +76,26 @@ def sweep_flags() -> list[tuple[str, dataclasses.Field]]:
     """``(--flag, field)`` for each :class:`SweepOptions` field the command line sets."""
     return [(f"--{f.name.replace('_', '-')}", f) for f in dataclasses.fields(SweepOptions)
             if "cli" in f.metadata]
+
+
+def resume_command(space_file: str, opts: SweepOptions) -> str:
+    """The ``hpsearch sweep ... --resume`` command that continues this sweep: the space file
+    and every flag given, as given."""
+    import shlex
+
+    words = ["hpsearch", "sweep", space_file]
+    for flag, f in sweep_flags():
+        value = getattr(opts, f.name)
+        if value == f.default or f.name == "resume":
+            continue
+        kind = f.metadata["cli"].get("type")
+        if kind == "flag":
+            words.append(flag)
+        elif kind == "on_off":
+            words.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            words += [flag, str(value)]
+    return shlex.join([*words, "--resume"])
 
 
 # Option name -> the part of the space it overrides.

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from scripts.leaderboard import (
+    FAILED_KEY,
     STATUS_COMPLETED,
     STATUS_EARLY_STOPPED,
     STATUS_ERRORED,
@@ -94,7 +95,11 @@ class OptunaSearcher(Searcher):
     Tune pickles the searcher with the experiment and saves :meth:`save`'s state as trials
     change; ``--resume`` restores both. The study itself is reopened from the journal."""
 
-    def __init__(self, space: SearchSpace, journal: str, study_name: str) -> None:
+    def __init__(self, space: SearchSpace, journal: str, study_name: str,
+                 resume: bool = False) -> None:
+        """``resume``: Tune restores this searcher's saved state next (:meth:`restore`);
+        otherwise a study already in the journal (a sweep stopped before Tune first saved
+        its state) is continued, its trials asked before the stop told FAIL."""
         super().__init__(metric=OBJECTIVE_SO_FAR, mode=space.objective.mode)
         self.space = space
         self.journal = journal
@@ -107,11 +112,18 @@ class OptunaSearcher(Searcher):
         self._storage: JournalStorage | None = None
         self._study: optuna.Study | None = None
         self._trials: dict[str, optuna.Trial] = {}
-        study = optuna.create_study(
-            storage=self.storage, sampler=self._sampler, study_name=study_name,
-            directions=[("maximize" if o.mode == "max" else "minimize")
-                        for o in space.objectives],
-        )
+        try:
+            study = optuna.create_study(
+                storage=self.storage, sampler=self._sampler, study_name=study_name,
+                directions=[("maximize" if o.mode == "max" else "minimize")
+                            for o in space.objectives],
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            self._study = optuna.load_study(study_name=study_name, storage=self.storage,
+                                            sampler=self._sampler)
+            if not resume:
+                self._fail_abandoned_trials()
+            return
         for point in space.start_points:
             study.enqueue_trial(flat_point(space, point))
         self._study = study
@@ -128,7 +140,7 @@ class OptunaSearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self._trial(trial_id)
-        if trial is not None and trial_id not in self._finished:
+        if trial is not None and trial_id not in self._finished and FAILED_KEY not in result:
             self._last_result[trial_id] = {k: result[k] for k in _KEPT if k in result}
             self._report(trial_id, trial, result)
 
@@ -142,7 +154,8 @@ class OptunaSearcher(Searcher):
         # Tune hands a trial's last result to this method instead of on_trial_result.
         self._report(trial_id, trial, result)
         epochs = int(result.get("epoch", 0) or 0)
-        status = finished_status(error, epochs, self.space.budget.max_epochs)
+        failed = error or bool(result.get(FAILED_KEY))
+        status = finished_status(failed, epochs, self.space.budget.max_epochs)
         values = objective_values(self.space, result)
         if status == STATUS_COMPLETED and not all(math.isfinite(v) for v in values):
             status = STATUS_ERRORED  # Optuna takes no NaN: nothing was learned

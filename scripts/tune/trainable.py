@@ -9,6 +9,7 @@ import shutil
 import socket
 import tempfile
 import time
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,11 +17,13 @@ import pytorch_lightning as pl
 import torch
 from ray import tune
 
-from scripts.train import EpochHistory, train
+from datamodules.errors import DataError
+from scripts.leaderboard import FAILED_KEY
+from scripts.train import EpochHistory, MetricNotLoggedError, train
 from scripts.tune.cluster import current_node_id
 from scripts.tune.data import DataHandle, trial_datamodule
 from scripts.tune.internals import ReportSender
-from scripts.tune.schedulers import decision_epochs
+from scripts.tune.schedulers import OBJECTIVE_SO_FAR, decision_epochs
 from search_spaces.schema import SearchSpace
 from search_spaces.train_config import TrainConfig
 from search_spaces.trials import sampled_params, trial_config
@@ -62,6 +65,7 @@ class TuneReporter(pl.Callback):
             "node": socket.gethostname(),
         }
         self.best_snapshot: dict[str, float] = {}
+        self.last_metrics: dict[str, Any] = {}
         self.decision_epochs = decision_epochs
         self.sender = ReportSender()
 
@@ -85,6 +89,7 @@ class TuneReporter(pl.Callback):
         node_id = current_node_id()
         if node_id:
             metrics["node_id"] = node_id
+        self.last_metrics = metrics
         self._report(trainer, metrics, history.improved)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -114,6 +119,22 @@ class TuneReporter(pl.Callback):
                          wait=metrics["epoch"] in self.decision_epochs)
 
 
+def repeatable(exc: BaseException) -> bool:
+    """Whether a trial's error would happen again on a retry: a bad or infeasible config, a
+    diverging loss, an objective never logged. Not a missing data file (another node may
+    have it), nor a lost worker, node or memory."""
+    return (isinstance(exc, (ValueError, FloatingPointError, MetricNotLoggedError))
+            and not isinstance(exc, DataError))
+
+
+def failure_report(exc: BaseException, last: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial's last report when it fails repeatably: its last epoch's metrics (or an
+    epoch 0 without a value) and the error, in one line."""
+    text = str(exc).strip().splitlines()
+    base = dict(last) if last else {"epoch": 0, OBJECTIVE_SO_FAR: float("nan")}
+    return {**base, FAILED_KEY: f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")}
+
+
 def run_trial(
     config: dict[str, Any],
     space: SearchSpace,
@@ -123,24 +144,33 @@ def run_trial(
     """The Tune trainable: build the trial's config from the drawn values and train it.
 
     ``data``: the dataset shipped through the object store, used when it matches the trial's
-    data config (see :func:`scripts.tune.data.trial_datamodule`)."""
-    cpus = max(1, int(space.resources.cpus_per_trial))
-    torch.set_num_threads(cpus)
-    params = sampled_params(space, config)
-    cfg = trial_config(space, params)  # an infeasible draw raises here: the trial errors
-    datamodule, source = trial_datamodule(cfg.data, data_dir, data)
-    history = EpochHistory(space.objective.metric, space.objective.mode)
-    reporter = TuneReporter(params, cfg, history, decision_epochs(space))
-    reporter.static["data"] = source
-    # A trial that Tune restarts (--resume, a lost node) continues from its last checkpoint,
-    # its best epoch so far, instead of training from scratch under the same trial.
-    checkpoint = tune.get_checkpoint()
-    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as ckpt_dir:
-        train(
-            cfg,
-            data_dir=data_dir,
-            datamodule=datamodule,
-            history=history,
-            callbacks=[reporter],
-            ckpt_path=os.path.join(ckpt_dir, "model.ckpt") if ckpt_dir else None,
-        )
+    data config (see :func:`scripts.tune.data.trial_datamodule`). An error a retry would
+    repeat (:func:`repeatable`) ends the trial with a report saying so, so Tune keeps its
+    retries for lost workers."""
+    reporter: TuneReporter | None = None
+    try:
+        cpus = max(1, int(space.resources.cpus_per_trial))
+        torch.set_num_threads(cpus)
+        params = sampled_params(space, config)
+        cfg = trial_config(space, params)  # an infeasible draw raises here
+        datamodule, source = trial_datamodule(cfg.data, data_dir, data)
+        history = EpochHistory(space.objective.metric, space.objective.mode)
+        reporter = TuneReporter(params, cfg, history, decision_epochs(space))
+        reporter.static["data"] = source
+        # A trial that Tune restarts (--resume, a lost node) continues from its last
+        # checkpoint, its best epoch so far, instead of training from scratch.
+        checkpoint = tune.get_checkpoint()
+        with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as ckpt_dir:
+            train(
+                cfg,
+                data_dir=data_dir,
+                datamodule=datamodule,
+                history=history,
+                callbacks=[reporter],
+                ckpt_path=os.path.join(ckpt_dir, "model.ckpt") if ckpt_dir else None,
+            )
+    except Exception as exc:
+        if not repeatable(exc):
+            raise
+        traceback.print_exc()  # the trial's log keeps the whole story
+        tune.report(failure_report(exc, reporter.last_metrics if reporter else {}))

@@ -1,0 +1,96 @@
+"""The experiment folder as a unit: its name, and the lock a sweep holds on it."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from search_spaces.errors import ConfigError
+
+LOCK_FILE = ".hpsearch.lock"
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_name(name: str, where: str) -> str:
+    """``name`` if it is a plain folder name (letters, digits, ``.``, ``_``, ``-``; no
+    separators, no ``..``), so that the experiment folder stays inside the results dir."""
+    if not _PLAIN_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"{where} {name!r}: must be a plain folder name (letters, digits, '.', '_', '-'; "
+            "no '/' or '..')")
+    return name
+
+
+def _holder(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        text = path.read_text().strip()
+        if text:
+            return text
+    return "another process"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(text: str) -> bool:
+    """Whether a lock file written by :func:`experiment_lock` names a process of this host
+    that is gone (only consulted where the file system has no locks, as some NFS mounts)."""
+    fields = dict(part.split("=", 1) for part in text.split() if "=" in part)
+    if fields.get("host") != socket.gethostname() or not fields.get("pid", "").isdigit():
+        return False
+    return not _pid_alive(int(fields["pid"]))
+
+
+@contextlib.contextmanager
+def experiment_lock(exp_dir: Path) -> Iterator[None]:
+    """Hold the experiment folder for the block: a second sweep (or rebuild) of it is
+    refused with one line naming the holder. The lock is the OS's (``flock``, which Linux
+    maps to NFS locks on NFS), so it dies with its process; the file says who holds it."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    path = exp_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        _acquire(fd, exp_dir, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"host={socket.gethostname()} pid={os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        os.close(fd)
+
+
+def _acquire(fd: int, exp_dir: Path, path: Path) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise ConfigError(
+                f"{exp_dir}: in use by another sweep ({_holder(path)}); wait for it to end "
+                "or choose another --name") from None
+        if exc.errno != errno.ENOLCK:
+            raise
+        # No locks on this file system: trust the file, unless its process is gone.
+        holder = _holder(path)
+        if holder != "another process" and not _stale(holder):
+            raise ConfigError(
+                f"{exp_dir}: in use by another sweep ({holder}); if that process is gone, "
+                f"delete {path}") from None

@@ -1,0 +1,188 @@
+"""The experiment folder as a unit, in unit tests: its name, its lock, the checks a sweep
+makes before it writes anything, and the one-line errors of the sweep command."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+
+from datamodules.errors import DataError
+from scripts.cli import _one_line, build_parser
+from scripts.experiment_folder import LOCK_FILE, check_name, experiment_lock
+from scripts.leaderboard import (
+    LEADERBOARD,
+    STATUS_INTERRUPTED,
+    mark_interrupted,
+    read_meta,
+    relative_to_folder,
+)
+from scripts.train import MetricNotLoggedError
+from scripts.tune.cluster import placement_problem
+from scripts.tune.options import SweepOptions, resume_command, sweep_flags
+from scripts.tune.trainable import failure_report, repeatable
+from search_spaces.errors import ConfigError
+from search_spaces.schema import parse_space
+
+SPACE = {
+    "experiment": "unit",
+    "data": {"name": "mnist", "batch_size": 100},
+    "model": {"family": "mlp", "hidden": [32]},
+    "search": {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
+    "budget": {"num_samples": 2, "max_epochs": 2, "grace_period": 1},
+}
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".hidden", "", "a b"])
+def test_a_name_that_is_not_a_plain_folder_name_is_refused(name: str):
+    with pytest.raises(ConfigError, match="plain folder name"):
+        check_name(name, "--name")
+
+
+def test_plain_names_are_kept():
+    assert check_name("mnist_mlp-2026.12", "--name") == "mnist_mlp-2026.12"
+
+
+def _hold_lock(folder: str, ready, release) -> None:  # noqa: ANN001 - multiprocessing events
+    with experiment_lock(Path(folder)):
+        ready.set()
+        release.wait(30)
+
+
+def test_a_held_folder_is_refused_naming_its_holder_and_freed_when_it_ends(tmp_path: Path):
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path / "exp"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(ConfigError, match=rf"in use by another sweep \(host=\S+ "
+                                              rf"pid={holder.pid}\)"):
+            with experiment_lock(tmp_path / "exp"):
+                pass
+    finally:
+        release.set()
+        holder.join(30)
+    with experiment_lock(tmp_path / "exp"):  # freed when its holder ended
+        pass
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path: Path):
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path / "exp"), ready, release))
+    holder.start()
+    assert ready.wait(60)
+    holder.kill()
+    holder.join(30)
+    assert f"pid={holder.pid}" in (tmp_path / "exp" / LOCK_FILE).read_text()  # left behind
+    with experiment_lock(tmp_path / "exp"):
+        assert f"pid={os.getpid()}" in (tmp_path / "exp" / LOCK_FILE).read_text()
+
+
+def test_a_second_lock_in_the_same_process_is_refused_too(tmp_path: Path):
+    with experiment_lock(tmp_path / "exp"):
+        with pytest.raises(ConfigError, match="in use"):
+            with experiment_lock(tmp_path / "exp"):
+                pass
+
+
+@pytest.mark.parametrize(("resources", "problem"), [
+    ({"cpus_per_trial": 3}, "a trial of 3 CPU cannot be placed"),
+    ({"cpus_per_trial": 1, "gpus_per_trial": 1}, "a trial of 1 CPU + 1 GPU cannot be placed"),
+    ({"cpus_per_trial": 1, "gpus_per_trial": 0.5}, "+ 0.5 GPU cannot be placed"),
+    ({"cpus_per_trial": 2, "workers_per_trial": 2}, "2 workers x (2 CPU) cannot be placed"),
+])
+def test_a_trial_no_node_can_hold_is_named(resources: dict, problem: str):
+    space = parse_space({**SPACE, "resources": resources}, "unit.yaml")
+    nodes = [{"CPU": 2.0, "memory": 1e9}]
+    assert problem in placement_problem(space, nodes)
+
+
+def test_a_trial_that_fits_some_node_is_placeable():
+    nodes = [{"CPU": 2.0}, {"CPU": 8.0, "GPU": 1.0}]
+    for resources in ({"cpus_per_trial": 8, "gpus_per_trial": 1}, {"cpus_per_trial": 2},
+                      {"cpus_per_trial": 2, "workers_per_trial": 5}):
+        space = parse_space({**SPACE, "resources": resources}, "unit.yaml")
+        assert placement_problem(space, nodes) is None, resources
+
+
+def test_an_objective_the_model_never_logs_is_refused_with_the_valid_names():
+    with pytest.raises(ConfigError, match=r"objective.metric: 'val_accuracy' is not a metric "
+                                          r"this model logs \(valid: .*val_acc, val_f1"):
+        parse_space({**SPACE, "objective": {"metric": "val_accuracy"}}, "unit.yaml")
+    binary = {**SPACE, "data": {"name": "pneumonia"},
+              "model": {"family": "binary_cnn", "filters": [4]},
+              "objective": {"metric": "val_auc"}}
+    assert parse_space(binary, "unit.yaml").objective.metric == "val_auc"
+    with pytest.raises(ConfigError, match="'val_auc' is not a metric"):
+        parse_space({**SPACE, "objective": {"metric": "val_auc"}}, "unit.yaml")
+
+
+def test_the_resume_hint_is_the_command_with_every_flag_given():
+    parser = build_parser()
+    argv = ["sweep", "my space.yaml", "--results-dir", "out", "--name", "n1", "--storage",
+            "s3://b/p", "--address", "auto", "--no-ship-data", "--num-samples", "7"]
+    args = parser.parse_args(argv)
+    opts = SweepOptions(**{f.name: getattr(args, f.name) for _, f in sweep_flags()})
+    hint = resume_command(args.space, opts)
+    words = shlex.split(hint)
+    assert words[:3] == ["hpsearch", "sweep", "my space.yaml"] and words[-1] == "--resume"
+    again = parser.parse_args(words[1:])
+    for _, f in sweep_flags():
+        expected = True if f.name == "resume" else getattr(args, f.name)
+        assert getattr(again, f.name) == expected, f.name
+
+
+def test_a_negative_max_failures_is_refused_by_the_command_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["sweep", "x.yaml", "--max-failures", "-1"])
+    assert stop.value.code == 2
+    assert "--max-failures: must be 0 or more, got -1" in capsys.readouterr().err
+
+
+def test_errors_a_retry_would_repeat_are_told_apart():
+    assert repeatable(FloatingPointError("train_loss is nan at epoch 2"))
+    assert repeatable(ConfigError("model: too many pools"))
+    assert repeatable(MetricNotLoggedError("never logged"))
+    assert not repeatable(DataError("missing file"))  # another node may have it
+    assert not repeatable(RuntimeError("CUDA out of memory"))
+    assert not repeatable(MemoryError())
+    last = {"epoch": 2, "best_value": 0.8}
+    report = failure_report(FloatingPointError("train_loss is nan\nmore"), last)
+    assert report == {**last, "failed": "FloatingPointError: train_loss is nan"}
+    assert failure_report(ConfigError("bad"), {})["epoch"] == 0
+
+
+def test_a_remote_traceback_is_reported_by_its_last_line():
+    exc = RuntimeError("Traceback (most recent call last):\n  File \"x\", line 1\n"
+                       "KeyError: 'Record does not exist.'\n")
+    assert _one_line(exc) == "RuntimeError: KeyError: 'Record does not exist.'"
+
+
+def test_a_corrupt_sweep_record_is_one_line_naming_the_file(tmp_path: Path):
+    (tmp_path / "sweep.json").write_text('{"experiment": ')
+    with pytest.raises(ConfigError, match=rf"{tmp_path}/sweep.json: not valid JSON"):
+        read_meta(tmp_path)
+    (tmp_path / "sweep.json").write_text("[1]")
+    with pytest.raises(ConfigError, match="sweep.json: not an hpsearch sweep record"):
+        read_meta(tmp_path)
+
+
+def test_checkpoints_inside_the_folder_are_stored_relative_to_it(tmp_path: Path):
+    inside = tmp_path / "ray" / "t1" / "checkpoint_000001"
+    assert relative_to_folder(str(inside), tmp_path) == "ray/t1/checkpoint_000001"
+    assert relative_to_folder("/elsewhere/ckpt", tmp_path) == "/elsewhere/ckpt"
+    assert relative_to_folder("s3://bucket/ckpt", tmp_path) == "s3://bucket/ckpt"
+    assert relative_to_folder("", tmp_path) == ""
+
+
+def test_interrupted_trials_are_labelled_so(tmp_path: Path):
+    (tmp_path / LEADERBOARD).write_text(
+        "rank,trial_id,status\n1,a,completed\n2,b,early-stopped\n3,c,running\n")
+    mark_interrupted(tmp_path, {"b", "c"})
+    text = (tmp_path / LEADERBOARD).read_text().splitlines()
+    assert text[1:] == ["1,a,completed", f"2,b,{STATUS_INTERRUPTED}", f"3,c,{STATUS_INTERRUPTED}"]

@@ -1,0 +1,250 @@
+"""Faults injected into real sweeps (``hpsearch sweep`` subprocesses on a real MNIST subset):
+copied and moved experiment folders, two sweeps racing for one folder, a driver killed
+before Tune's first save, resources no node has, and what ``--resume`` accepts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from optuna.trial import TrialState
+from sweep_process import REPO, Sweep
+
+from scripts.leaderboard import LEADERBOARD
+from scripts.tune.searcher import open_journal
+
+pytestmark = pytest.mark.slow
+
+SPACE = {
+    "experiment": "faults",
+    "data": {"name": "mnist", "val_size": 500, "batch_size": 100},
+    "model": {"family": "mlp", "hidden": [32]},
+    "optimizer": {"name": "sgd", "momentum": 0.9},
+    "search": {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
+    "objective": {"metric": "val_acc", "mode": "max"},
+    # grace_period = max_epochs: ASHA stops nothing, so every trial must complete.
+    "budget": {"num_samples": 4, "max_epochs": 4, "grace_period": 4},
+    "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
+}
+IDS = {"trial_id": str}
+
+
+@pytest.fixture
+def space_file(tmp_path: Path) -> Path:
+    path = tmp_path / "faults.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    return path
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _sweep(*args: str) -> Sweep:
+    return Sweep(list(args), _env())
+
+
+def _run(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scripts.cli", *args], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _board(exp_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(exp_dir / LEADERBOARD, dtype=IDS)
+
+
+def _kill_after_completed(sweep: Sweep, exp_dir: Path, n: int, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (exp_dir / LEADERBOARD).is_file() and (_board(exp_dir).status == "completed").sum() >= n:
+            sweep.kill()
+            return
+        assert sweep.proc.poll() is None, sweep.output
+        time.sleep(0.05)
+    raise AssertionError(f"{n} trials did not complete in time:\n{sweep.output}")
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def _study_trials(exp_dir: Path) -> list[optuna.trial.FrozenTrial]:
+    meta = json.loads((exp_dir / "sweep.json").read_text())
+    study = optuna.load_study(study_name=meta["study_name"],
+                              storage=open_journal(str(exp_dir / "optuna.log")))
+    return study.trials
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, expected: str) -> None:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_copied_then_moved_folder_resumes_in_place_and_leaves_the_original_alone(
+    space_file: Path, mnist_subset_dir: Path, tmp_path: Path
+):
+    data = ["--data-dir", str(mnist_subset_dir)]
+    first = _sweep(str(space_file), "--results-dir", str(tmp_path / "results"), *data)
+    original = tmp_path / "results" / "faults"
+    _kill_after_completed(first, original, 2)
+    finished = _board(original)
+    finished = finished[finished.status == "completed"]
+
+    copy = tmp_path / "copy" / "faults"
+    shutil.copytree(original, copy, symlinks=True)
+    before = _snapshot(original)
+    # A change of what the sweep ran with is refused; raising --num-samples extends it.
+    refused = _run("sweep", str(space_file), "--results-dir", str(tmp_path / "copy"),
+                   "--resume", "--max-epochs", "9", *data)
+    _one_line_error(refused, "--max-epochs 9: a resumed sweep keeps what it ran with")
+    resumed = _run("sweep", str(space_file), "--results-dir", str(tmp_path / "copy"),
+                   "--resume", "--num-samples", "5", *data)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed: 2 finished, 3 to go" in resumed.stdout, resumed.stdout
+    assert "cut short" not in resumed.stdout + resumed.stderr
+
+    board = _board(copy)
+    assert len(board) == 5 and set(board.status) == {"completed"}, board
+    kept = board.set_index("trial_id").loc[finished.trial_id]
+    assert list(kept.val_acc) == list(finished.val_acc)  # not re-run
+    assert all(not Path(c).is_absolute() and (copy / c / "model.ckpt").is_file()
+               for c in board.checkpoint)
+    trials = _study_trials(copy)
+    assert TrialState.RUNNING not in {t.state for t in trials}
+    told = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(t.user_attrs["ray_trial_id"] for t in told) == sorted(board.trial_id)
+    assert _snapshot(original) == before, "the copy's resume wrote into the original"
+
+    # Moved: the finished sweep resumes (nothing to do), rebuilds and reports in place.
+    moved = tmp_path / "moved" / "faults"
+    moved.parent.mkdir()
+    copy.rename(moved)
+    again = _run("sweep", str(space_file), "--results-dir", str(tmp_path / "moved"),
+                 "--resume", *data)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resumed: 5 finished, 0 to go" in again.stdout
+    assert "cut short" not in again.stdout + again.stderr
+    rebuilt = _run("leaderboard", str(moved), "--rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert list(_board(moved).sort_values("trial_id").val_acc) == list(
+        board.sort_values("trial_id").val_acc)
+    assert not copy.exists() and _snapshot(original) == before
+
+
+def test_a_driver_killed_before_tunes_first_save_resumes_cleanly(
+    space_file: Path, mnist_subset_dir: Path, tmp_path: Path
+):
+    common = ["--results-dir", str(tmp_path / "results"), "--data-dir", str(mnist_subset_dir)]
+    sweep = _sweep(str(space_file), *common)
+    ray_dir = tmp_path / "results" / "faults" / "ray"
+    deadline = time.monotonic() + 120
+    while not ray_dir.exists():
+        assert sweep.proc.poll() is None and time.monotonic() < deadline, sweep.output
+        time.sleep(0.005)
+    sweep.kill()
+    # Whether Tune had saved yet is a race: without its state the folder is where a kill
+    # before the first save leaves it.
+    for state in ray_dir.glob("experiment_state-*.json"):
+        state.unlink()
+    resumed = _run("sweep", str(space_file), "--resume", *common)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "starting the sweep again in the same folder" in resumed.stdout
+    board = _board(tmp_path / "results" / "faults")
+    assert len(board) == 4 and set(board.status) == {"completed"}, board
+    trials = _study_trials(tmp_path / "results" / "faults")
+    assert TrialState.RUNNING not in {t.state for t in trials}
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+
+
+def test_a_second_sweep_of_a_busy_folder_is_refused_naming_the_first(
+    space_file: Path, mnist_subset_dir: Path, tmp_path: Path
+):
+    common = ["--results-dir", str(tmp_path / "results"), "--data-dir", str(mnist_subset_dir)]
+    first = _sweep(str(space_file), *common)
+    try:
+        lock = tmp_path / "results" / "faults" / ".hpsearch.lock"
+        deadline = time.monotonic() + 120
+        while not (lock.is_file() and lock.read_text()):
+            assert first.proc.poll() is None and time.monotonic() < deadline, first.output
+            time.sleep(0.05)
+        for args in ([], ["--resume"]):
+            second = _run("sweep", str(space_file), *common, *args)
+            assert f"pid={first.proc.pid})" in second.stderr, second.stderr
+            _one_line_error(second, "in use by another sweep")
+        assert first.wait() == 0
+    finally:
+        first.kill()
+    board = _board(tmp_path / "results" / "faults")
+    assert len(board) == 4 and set(board.status) == {"completed"}
+
+
+@pytest.mark.parametrize("flags", [["--cpus-per-trial", "3"], ["--gpus-per-trial", "1"],
+                                   ["--gpus-per-trial", "0.5"]])
+def test_resources_no_node_has_are_refused_before_any_folder_exists(
+    flags: list[str], space_file: Path, mnist_subset_dir: Path, tmp_path: Path
+):
+    proc = _run("sweep", str(space_file), "--results-dir", str(tmp_path / "results"),
+                "--data-dir", str(mnist_subset_dir), *flags, timeout=120)
+    _one_line_error(proc, "cannot be placed on this Ray cluster")
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_names_and_retry_counts_are_refused_before_anything_runs(
+    space_file: Path, tmp_path: Path
+):
+    results = ["--results-dir", str(tmp_path / "results")]
+    _one_line_error(_run("sweep", str(space_file), *results, "--name", "../../x"),
+                    "must be a plain folder name")
+    _one_line_error(_run("sweep", str(space_file), *results, "--max-failures", "-1"),
+                    "--max-failures: must be 0 or more")
+    assert not (tmp_path / "results").exists() and not (tmp_path.parent / "x").exists()
+    (tmp_path / "results" / "faults").mkdir(parents=True)
+    (tmp_path / "results" / "faults" / "sweep.json").write_text("{not json")
+    _one_line_error(_run("sweep", str(space_file), *results, "--resume"),
+                    "faults/sweep.json: not valid JSON")
+
+
+def test_ctrl_c_prints_a_resume_command_that_works_as_printed(
+    space_file: Path, mnist_subset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)  # relative paths in the hint, as a user would type them
+    data = shutil.copytree(mnist_subset_dir, tmp_path / "data")
+    args = [str(space_file), "--results-dir", "out", "--name", "ctrlc", "--data-dir",
+            data.name]
+    sweep = Sweep(args, _env(), cwd=tmp_path)
+    exp_dir = tmp_path / "out" / "ctrlc"
+    deadline = time.monotonic() + 240
+    while not ((exp_dir / LEADERBOARD).is_file()
+               and (_board(exp_dir).status == "completed").sum() >= 1):
+        assert sweep.proc.poll() is None and time.monotonic() < deadline, sweep.output
+        time.sleep(0.05)
+    time.sleep(1.0)  # into the next trial
+    sweep.proc.send_signal(signal.SIGINT)
+    assert sweep.wait() == 130
+    hint = next(line for line in sweep.lines if "Resume with:" in line)
+    command = hint.split("Resume with: ", 1)[1]
+    assert command.startswith("hpsearch sweep ") and "--results-dir out" in command
+    interrupted = _board(exp_dir)
+    assert "early-stopped" not in set(interrupted.status), interrupted
+    assert "interrupted" in set(interrupted.status), interrupted
+    words = shlex.split(command)
+    resumed = subprocess.run([sys.executable, "-m", "scripts.cli", *words[1:]], cwd=tmp_path,
+                             env={**_env(), "PYTHONPATH": str(REPO)}, capture_output=True,
+                             text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    board = _board(exp_dir)
+    assert len(board) == 4 and set(board.status) == {"completed"}, board
