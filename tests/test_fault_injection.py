@@ -174,7 +174,7 @@ def test_a_second_sweep_of_a_busy_folder_is_refused_naming_the_first(
     space_file: Path, mnist_subset_dir: Path, tmp_path: Path
 ):
     common = ["--results-dir", str(tmp_path / "results"), "--data-dir", str(mnist_subset_dir)]
-    first = _sweep(str(space_file), *common)
+    first = _sweep(str(space_file), *common, "--num-samples", "50")  # busy throughout
     try:
         lock = tmp_path / "results" / "faults" / ".hpsearch.lock"
         deadline = time.monotonic() + 120
@@ -182,14 +182,14 @@ def test_a_second_sweep_of_a_busy_folder_is_refused_naming_the_first(
             assert first.proc.poll() is None and time.monotonic() < deadline, first.output
             time.sleep(0.05)
         for args in ([], ["--resume"]):
-            second = _run("sweep", str(space_file), *common, *args)
+            second = _run("sweep", str(space_file), *common, "--num-samples", "50", *args)
             assert f"pid={first.proc.pid})" in second.stderr, second.stderr
             _one_line_error(second, "in use by another sweep")
-        assert first.wait() == 0
+        assert first.proc.poll() is None, "the first sweep must still be running"
     finally:
         first.kill()
-    board = _board(tmp_path / "results" / "faults")
-    assert len(board) == 4 and set(board.status) == {"completed"}
+    meta = json.loads((tmp_path / "results" / "faults" / "sweep.json").read_text())
+    assert meta["num_samples"] == 50  # the first sweep's record, untouched
 
 
 @pytest.mark.parametrize("flags", [["--cpus-per-trial", "3"], ["--gpus-per-trial", "1"],
@@ -224,7 +224,7 @@ def test_ctrl_c_prints_a_resume_command_that_works_as_printed(
     monkeypatch.chdir(tmp_path)  # relative paths in the hint, as a user would type them
     data = shutil.copytree(mnist_subset_dir, tmp_path / "data")
     args = [str(space_file), "--results-dir", "out", "--name", "ctrlc", "--data-dir",
-            data.name]
+            data.name, "--num-samples", "12"]
     sweep = Sweep(args, _env(), cwd=tmp_path)
     exp_dir = tmp_path / "out" / "ctrlc"
     deadline = time.monotonic() + 240
@@ -247,4 +247,4 @@ def test_ctrl_c_prints_a_resume_command_that_works_as_printed(
                              text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     board = _board(exp_dir)
-    assert len(board) == 4 and set(board.status) == {"completed"}, board
+    assert len(board) == 12 and set(board.status) == {"completed"}, board

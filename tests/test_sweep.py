@@ -69,7 +69,7 @@ def tiny_sweep(ray_session, mnist_subset_dir: Path, tmp_path_factory: pytest.Tem
 
 def test_sweep_records_completed_early_stopped_and_errored_trials(tiny_sweep):
     outcome = tiny_sweep
-    board = pd.read_csv(outcome.leaderboard)
+    board = pd.read_csv(outcome.leaderboard, dtype={"trial_id": str})
     assert len(board) == 4
     for col in ("rank", "trial_id", "status", "model.hidden", "optimizer.lr", "val_acc",
                 "best_epoch", "epochs_run", "param_count", "train_time_s", "error",
@@ -81,6 +81,10 @@ def test_sweep_records_completed_early_stopped_and_errored_trials(tiny_sweep):
     assert statuses[1e7] == "errored"
     errored = board[board.status == "errored"].iloc[0]
     assert "diverged" in errored["error"] and pd.isna(errored["rank"]) is False
+    # A diverging loss would diverge again: the trial ran once, not retried (max_failures 1).
+    trial_dir = outcome.exp_dir / "ray" / f"trial-{errored['trial_id']}"
+    assert len((trial_dir / "result.json").read_text().splitlines()) == 1
+    assert not (trial_dir / "error.txt").exists()
     assert errored["rank"] == 4  # no metric: ranked last
     best = board.iloc[0]
     assert best["status"] == "completed" and best["val_acc"] > 0.8

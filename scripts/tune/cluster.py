@@ -51,8 +51,9 @@ def init_ray(address: str | None) -> bool:
     else:
         # Set here, the local Ray's worker processes inherit it (see warm_trial_workers).
         os.environ.setdefault("PL_DISABLE_FORK", "1")
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 _system_config=internals.ray_system_config())
+        with internals.quiet_token_notice():
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     _system_config=internals.ray_system_config())
     return bool(address)
 
 

@@ -163,9 +163,16 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     # Absolute, since trials run in other working directories.
     data_dir = str(resolve_data_dir(opts.data_dir))
     datamodule = load_data(space, data_dir)
-    joined = init_ray(opts.address)
-    check_resources(space, opts.wait_for_resources)
-    with experiment_lock(exp_dir):
+    with contextlib.ExitStack() as held:
+        # A folder in use is refused before Ray starts; a new one is made only once the
+        # cluster is known to hold its trials.
+        locked = exp_dir.is_dir()
+        if locked:
+            held.enter_context(experiment_lock(exp_dir))
+        joined = init_ray(opts.address)
+        check_resources(space, opts.wait_for_resources)
+        if not locked:
+            held.enter_context(experiment_lock(exp_dir))
         if meta is None:
             meta = prepare_experiment(space, raw, opts, exp_dir)
         else:

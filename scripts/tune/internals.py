@@ -231,7 +231,21 @@ def enable_token_auth_if_available() -> bool:
     but ``ray.init(address=HOST:PORT)`` only sends it for ``auto``. A cluster without auth
     ignores the token, so sending it whenever one exists is safe.
     """
-    return maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    with quiet_token_notice():
+        return maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+@contextlib.contextmanager
+def quiet_token_notice() -> Iterator[None]:
+    """Without Ray's "Token authentication is enabled for this Ray cluster" notice (its
+    default for a local Ray, and what a token found on this machine means)."""
+    announcer = logging.getLogger(maybe_enable_token_auth_if_token_available.__module__)
+    level = announcer.level
+    announcer.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        announcer.setLevel(level)
 
 
 class FolderSearchGenerator(SearchGenerator):
