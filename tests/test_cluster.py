@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from sweep_process import REPO, Sweep
+from sweep_process import REPO, SWEEP_TIMEOUT_S, Sweep
 
 from scripts.leaderboard import LEADERBOARD
 from scripts.tune.callback import load_trials, rebuild_leaderboard
@@ -125,6 +125,8 @@ class LocalCluster:
     (as a secured real cluster would: Ray 2.60 turns token auth on by default)."""
 
     root: Path
+    # Every node's too, e.g. how to reach the S3 server a test started.
+    extra_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     token_path: Path = field(init=False)
     nodes: list[RayNode] = field(default_factory=list)
@@ -145,6 +147,7 @@ class LocalCluster:
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE")}
+        env.update(self.extra_env)
         env["RAY_AUTH_TOKEN_PATH"] = str(self.token_path)
         # Nodes never read the datasets: trials get them through the object store.
         env["HPSEARCH_DATA_DIR"] = str(self.root / "no-data-here")
@@ -238,10 +241,10 @@ class LocalCluster:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[LocalCluster]:
+def cluster(s3_server) -> Iterator[LocalCluster]:  # noqa: ANN001 - conftest's fixture
     # Short root: Ray's Unix socket paths under it must stay below ~107 characters.
     root = Path(tempfile.mkdtemp(prefix="hpc-", dir="/tmp"))
-    c = LocalCluster(root)
+    c = LocalCluster(root, extra_env=s3_server.env())
     try:
         c.start()
         yield c
@@ -341,6 +344,39 @@ def test_sweep_runs_trials_on_both_nodes_with_shipped_data(
                                    for k, v in per_node.items()},
                "wall_time_s": round(meta["wall_time_s"], 1)}
     print(f"two-node sweep: {json.dumps(figures)}")
+
+
+def test_a_two_node_sweep_in_s3_is_killed_and_resumed(
+    cluster: LocalCluster, s3_server, mnist_subset_dir: Path, tmp_path: Path  # noqa: ANN001
+):
+    cluster.ensure_worker()
+    bucket = s3_server.make_bucket("cluster-sweeps")
+    space = _write_space(tmp_path / "space.yaml", experiment="s3_nodes",
+                         model={"family": "mlp", "hidden": [32]}, data={"batch_size": 50},
+                         budget={"num_samples": 4, "max_epochs": 3, "grace_period": 3})
+    exp_dir = tmp_path / "results" / "s3_nodes"
+    args = [str(space), "--address", cluster.address, "--data-dir", str(mnist_subset_dir),
+            "--results-dir", str(tmp_path / "results"), "--storage", f"s3://{bucket}/hp"]
+    env = {**cluster.driver_env(), **s3_server.env()}
+    sweep = Sweep(args, env)
+    deadline = time.monotonic() + SWEEP_TIMEOUT_S
+    while not ((exp_dir / LEADERBOARD).is_file() and (pd.read_csv(
+            exp_dir / LEADERBOARD).status == "completed").sum() >= 1):
+        assert sweep.proc.poll() is None and time.monotonic() < deadline, sweep.output
+        time.sleep(0.05)
+    sweep.kill()
+    resumed = Sweep([*args, "--resume"], env)
+    assert resumed.wait() == 0, cluster.logs()
+    board = pd.read_csv(exp_dir / LEADERBOARD, dtype=ID_COLUMNS)
+    assert len(board) == 4 and set(board.status) == {"completed"}, board.to_string()
+    import pyarrow.fs
+
+    fs = pyarrow.fs.S3FileSystem(endpoint_override=s3_server.endpoint, access_key="testing",
+                                 secret_key="testing", region="us-east-1")
+    for checkpoint in board.checkpoint:
+        info = fs.get_file_info(f"{checkpoint}/model.ckpt")
+        assert info.type == pyarrow.fs.FileType.File and info.size > 0, checkpoint
+    assert not (exp_dir / "ray").exists()
 
 
 def test_data_parallel_trial_spans_both_nodes(

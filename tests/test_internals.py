@@ -96,11 +96,20 @@ def test_a_state_file_cut_short_is_seen_without_unpickling_it(tmp_path: Path):
         p.name for p in (whole, cut, text, short_text, named_json))
 
 
-def test_token_auth_is_only_sent_when_this_machine_holds_a_token(monkeypatch, tmp_path):
-    monkeypatch.setenv("HOME", str(tmp_path))
-    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
-        monkeypatch.delenv(name, raising=False)
-    assert internals.enable_token_auth_if_available() is False
+def test_token_auth_is_only_sent_when_this_machine_holds_a_token(tmp_path):
+    # In a fresh process: Ray caches the token it found once per process (in C++).
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")}
+    code = "from scripts.tune import internals; print(internals.enable_token_auth_if_available())"
+    for token in (None, "0123456789abcdef0123456789abcdef"):
+        if token:
+            (tmp_path / ".ray").mkdir()
+            (tmp_path / ".ray" / "auth_token").write_text(token)
+        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                              text=True, timeout=120, env={**env, "HOME": str(tmp_path)})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split()[-1] == str(bool(token))
+        assert "Token authentication is enabled" not in proc.stderr  # said quietly
 
 
 def test_only_ray_s_report_of_a_snapshot_copy_race_is_dropped():

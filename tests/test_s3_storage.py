@@ -1,0 +1,92 @@
+"""``--storage s3://...`` for real, against moto's S3 server started by the test session:
+a sweep killed and resumed, its leaderboard rebuilt from S3, its best checkpoint loaded from
+S3, and its best trial re-trained."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.fs
+import pytest
+import yaml
+from sweep_process import REPO, Sweep
+
+from lightning_modules.classifier import ClassifierModule
+from scripts.leaderboard import LEADERBOARD
+
+pytestmark = pytest.mark.slow
+
+SPACE = {
+    "experiment": "s3sweep",
+    "data": {"name": "mnist", "val_size": 500, "batch_size": 100},
+    "model": {"family": "mlp", "hidden": [32]},
+    "optimizer": {"name": "sgd", "momentum": 0.9},
+    "search": {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
+    "objective": {"metric": "val_acc", "mode": "max"},
+    "budget": {"num_samples": 6, "max_epochs": 3, "grace_period": 3},
+    "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
+}
+
+
+def _s3_fs(env: dict[str, str]) -> pyarrow.fs.S3FileSystem:
+    return pyarrow.fs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"],
+                                   access_key="testing", secret_key="testing",
+                                   region="us-east-1")
+
+
+def test_a_sweep_in_s3_is_killed_resumed_rebuilt_and_retrained(
+    s3_server, mnist_subset_dir: Path, tmp_path: Path
+):
+    bucket = s3_server.make_bucket("sweeps")
+    env = {**os.environ, **s3_server.env(), "PYTHONUNBUFFERED": "1"}
+    space = tmp_path / "s3.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    results = tmp_path / "results"
+    args = [str(space), "--results-dir", str(results), "--data-dir", str(mnist_subset_dir),
+            "--storage", f"s3://{bucket}/hp"]
+    exp_dir = results / "s3sweep"
+
+    sweep = Sweep(args, env)
+    deadline = time.monotonic() + 240
+    while not ((exp_dir / LEADERBOARD).is_file() and (pd.read_csv(
+            exp_dir / LEADERBOARD).status == "completed").sum() >= 2):
+        assert sweep.proc.poll() is None and time.monotonic() < deadline, sweep.output
+        time.sleep(0.05)
+    sweep.kill()
+    resumed = Sweep([*args, "--resume"], env)
+    assert resumed.wait() == 0
+    assert "resumed: " in resumed.output
+
+    board = pd.read_csv(exp_dir / LEADERBOARD, dtype={"trial_id": str})
+    assert len(board) == 6 and set(board.status) == {"completed"}, board
+    assert not (exp_dir / "ray").exists()  # Ray's experiment is in S3 only
+    fs = _s3_fs(s3_server.env())
+    best = board.iloc[0]
+    assert best["checkpoint"].startswith(f"{bucket}/hp/s3sweep/ray/trial-"), best["checkpoint"]
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp, "model.ckpt")
+        with fs.open_input_stream(f"{best['checkpoint']}/model.ckpt") as src:
+            local.write_bytes(src.read())
+        module = ClassifierModule.load_from_checkpoint(local, weights_only=False)
+        assert module.model_cfg.hidden == yaml.safe_load(best["model.hidden"])
+
+    (exp_dir / LEADERBOARD).unlink()
+    rebuilt = subprocess.run([sys.executable, "-m", "scripts.cli", "leaderboard", str(exp_dir),
+                              "--rebuild"], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    again = pd.read_csv(exp_dir / LEADERBOARD, dtype={"trial_id": str})
+    assert sorted(again.trial_id) == sorted(board.trial_id)
+
+    retrained = subprocess.run(
+        [sys.executable, "-m", "scripts.cli", "retrain", str(exp_dir), "--epochs", "1",
+         "--data-dir", str(mnist_subset_dir)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert retrained.returncode == 0, retrained.stdout + retrained.stderr
+    assert (exp_dir / "best" / "metrics.json").is_file()
