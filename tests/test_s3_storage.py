@@ -4,6 +4,7 @@ S3, and its best trial re-trained."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def test_a_sweep_in_s3_is_killed_resumed_rebuilt_and_retrained(
         with fs.open_input_stream(f"{best['checkpoint']}/model.ckpt") as src:
             local.write_bytes(src.read())
         module = ClassifierModule.load_from_checkpoint(local, weights_only=False)
-        assert module.model_cfg.hidden == yaml.safe_load(best["model.hidden"])
+        assert list(module.model_cfg.hidden) == json.loads(best["config"])["model"]["hidden"]
 
     (exp_dir / LEADERBOARD).unlink()
     rebuilt = subprocess.run([sys.executable, "-m", "scripts.cli", "leaderboard", str(exp_dir),
