@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from s3_server import free_port as _free_port
 from sweep_process import REPO, SWEEP_TIMEOUT_S, Sweep
 
 from scripts.leaderboard import LEADERBOARD
@@ -52,12 +52,6 @@ SPACE = {
 }
 # Hex ids such as "1e088275" would otherwise be read as numbers.
 ID_COLUMNS = {"trial_id": str, "node_id": str}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
