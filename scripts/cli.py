@@ -191,7 +191,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         os.environ["HPSEARCH_DATA_DIR"] = str(Path(args.data_dir).resolve())
     outcome = run_sweep(space, raw, opts)
     print()
-    if outcome.interrupted:
+    if outcome.interrupted and not outcome.stopped_because:
         print(f"Interrupted after {outcome.wall_time_s:.1f} s. Resume with: "
               f"{resume_command(args.space, opts)}")
     best = outcome.best
@@ -203,6 +203,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"No trial has reported {metric} yet.")
     print(f"Sweep wall time {outcome.wall_time_s:.1f} s")
     print(f"Leaderboard: {outcome.leaderboard}")
+    if outcome.stopped_because:
+        print(f"hpsearch: error: {outcome.stopped_because}: the sweep stopped with its state "
+              f"saved; free some space, then resume with: {resume_command(args.space, opts)}",
+              file=sys.stderr)
+        return 1
     return 130 if outcome.interrupted else 0
 
 

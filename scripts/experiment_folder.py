@@ -1,4 +1,5 @@
-"""The experiment folder as a unit: its name, and the lock a sweep holds on it."""
+"""The experiment folder as a unit: its name, the lock a sweep holds on it, and the free
+space it needs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,9 @@ from pathlib import Path
 from search_spaces.errors import ConfigError
 
 LOCK_FILE = ".hpsearch.lock"
+# Room for the checkpoints of the trials running, Tune's state saves and the leaderboard:
+# a sweep stops cleanly below it, instead of leaving files cut short by a full disk.
+MIN_FREE_BYTES = 64 * 2**20
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -94,3 +99,14 @@ def _acquire(fd: int, exp_dir: Path, path: Path) -> None:
             raise ConfigError(
                 f"{exp_dir}: in use by another sweep ({holder}); if that process is gone, "
                 f"delete {path}") from None
+
+
+def disk_space_problem(folder: Path, min_free: int = MIN_FREE_BYTES) -> str | None:
+    """What is wrong with the free space on ``folder``'s disk (``folder`` need not exist
+    yet), or None when a sweep has its reserve there."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free >= min_free:
+        return None
+    return (f"{folder}: only {free / 2**20:.1f} MiB free on its disk, under the "
+            f"{min_free / 2**20:.0f} MiB a sweep keeps in reserve")

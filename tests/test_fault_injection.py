@@ -87,6 +87,16 @@ def _study_trials(exp_dir: Path) -> list[optuna.trial.FrozenTrial]:
     return study.trials
 
 
+def _assert_study_matches(exp_dir: Path, board: pd.DataFrame) -> None:
+    """Optuna was told each leaderboard trial once, with its value, and nothing is RUNNING."""
+    trials = _study_trials(exp_dir)
+    assert TrialState.RUNNING not in {t.state for t in trials}
+    told = {t.user_attrs["ray_trial_id"]: t.value for t in trials
+            if t.state == TrialState.COMPLETE}
+    rows = board.reset_index() if "trial_id" not in board.columns else board
+    assert told == dict(zip(rows.trial_id, rows.val_acc, strict=True))
+
+
 def _one_line_error(proc: subprocess.CompletedProcess, expected: str) -> None:
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -123,10 +133,7 @@ def test_a_copied_then_moved_folder_resumes_in_place_and_leaves_the_original_alo
     assert list(kept.val_acc) == list(finished.val_acc)  # not re-run
     assert all(not Path(c).is_absolute() and (copy / c / "model.ckpt").is_file()
                for c in board.checkpoint)
-    trials = _study_trials(copy)
-    assert TrialState.RUNNING not in {t.state for t in trials}
-    told = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert sorted(t.user_attrs["ray_trial_id"] for t in told) == sorted(board.trial_id)
+    _assert_study_matches(copy, board)
     assert _snapshot(original) == before, "the copy's resume wrote into the original"
 
     # Moved: the finished sweep resumes (nothing to do), rebuilds and reports in place.
@@ -192,13 +199,12 @@ def test_a_second_sweep_of_a_busy_folder_is_refused_naming_the_first(
     assert meta["num_samples"] == 50  # the first sweep's record, untouched
 
 
-@pytest.mark.parametrize("flags", [["--cpus-per-trial", "3"], ["--gpus-per-trial", "1"],
-                                   ["--gpus-per-trial", "0.5"]])
 def test_resources_no_node_has_are_refused_before_any_folder_exists(
-    flags: list[str], space_file: Path, mnist_subset_dir: Path, tmp_path: Path
+    space_file: Path, mnist_subset_dir: Path, tmp_path: Path
 ):
+    # Other shapes (3 CPUs, 1 GPU) are tested on placement_problem in test_experiment_folder.
     proc = _run("sweep", str(space_file), "--results-dir", str(tmp_path / "results"),
-                "--data-dir", str(mnist_subset_dir), *flags, timeout=120)
+                "--data-dir", str(mnist_subset_dir), "--gpus-per-trial", "0.5", timeout=120)
     _one_line_error(proc, "cannot be placed on this Ray cluster")
     assert not (tmp_path / "results").exists()
 
@@ -218,21 +224,32 @@ def test_bad_names_and_retry_counts_are_refused_before_anything_runs(
                     "faults/sweep.json: not valid JSON")
 
 
+def _epochs_reported(exp_dir: Path) -> dict[str, int]:
+    """Trial id -> epochs it has reported to Tune, from each trial's result.json."""
+    return {f.parent.name.removeprefix("trial-"): len(f.read_text().splitlines())
+            for f in (exp_dir / "ray").glob("trial-*/result.json")}
+
+
 def test_ctrl_c_prints_a_resume_command_that_works_as_printed(
-    space_file: Path, mnist_subset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mnist_subset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.chdir(tmp_path)  # relative paths in the hint, as a user would type them
     data = shutil.copytree(mnist_subset_dir, tmp_path / "data")
-    args = [str(space_file), "--results-dir", "out", "--name", "ctrlc", "--data-dir",
-            data.name, "--num-samples", "12"]
+    # 8 epochs a trial, so that Ctrl-C at a trial's first epochs lands well before its end.
+    raw = {**SPACE, "budget": {"num_samples": 6, "max_epochs": 8, "grace_period": 8}}
+    (tmp_path / "ctrlc.yaml").write_text(yaml.safe_dump(raw))
+    args = ["ctrlc.yaml", "--results-dir", "out", "--name", "ctrlc", "--data-dir", data.name]
     sweep = Sweep(args, _env(), cwd=tmp_path)
     exp_dir = tmp_path / "out" / "ctrlc"
     deadline = time.monotonic() + 240
-    while not ((exp_dir / LEADERBOARD).is_file()
-               and (_board(exp_dir).status == "completed").sum() >= 1):
+    while True:  # until a trial after the first finished one is at its first epochs
+        done = set(_board(exp_dir).query("status == 'completed'").trial_id) if (
+            exp_dir / LEADERBOARD).is_file() else set()
+        running = {t: n for t, n in _epochs_reported(exp_dir).items() if t not in done}
+        if done and any(1 <= n <= 3 for n in running.values()):
+            break
         assert sweep.proc.poll() is None and time.monotonic() < deadline, sweep.output
-        time.sleep(0.05)
-    time.sleep(1.0)  # into the next trial
+        time.sleep(0.02)
     sweep.proc.send_signal(signal.SIGINT)
     assert sweep.wait() == 130
     hint = next(line for line in sweep.lines if "Resume with:" in line)
@@ -241,10 +258,14 @@ def test_ctrl_c_prints_a_resume_command_that_works_as_printed(
     interrupted = _board(exp_dir)
     assert "early-stopped" not in set(interrupted.status), interrupted
     assert "interrupted" in set(interrupted.status), interrupted
+    finished_before = interrupted.query("status == 'completed'").set_index("trial_id")
     words = shlex.split(command)
     resumed = subprocess.run([sys.executable, "-m", "scripts.cli", *words[1:]], cwd=tmp_path,
                              env={**_env(), "PYTHONPATH": str(REPO)}, capture_output=True,
                              text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    board = _board(exp_dir)
-    assert len(board) == 12 and set(board.status) == {"completed"}, board
+    board = _board(exp_dir).set_index("trial_id")
+    assert len(board) == 6 and set(board.status) == {"completed"}, board
+    kept = board.loc[finished_before.index, ["val_acc", "train_time_s"]]
+    assert kept.equals(finished_before[["val_acc", "train_time_s"]])  # not re-run
+    _assert_study_matches(exp_dir, board)

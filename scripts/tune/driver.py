@@ -16,7 +16,7 @@ from ray.tune.error import TuneError
 from ray.tune.search import ConcurrencyLimiter
 
 from datamodules.paths import resolve_data_dir
-from scripts.experiment_folder import check_name, experiment_lock
+from scripts.experiment_folder import check_name, disk_space_problem, experiment_lock
 from scripts.leaderboard import (
     FINISHED_STATUSES,
     LEADERBOARD,
@@ -41,6 +41,7 @@ from scripts.tune.cluster import (
 )
 from scripts.tune.data import DataHandle, load_data, searched_data_fields, ship_data
 from scripts.tune.ddp import DDP_DRIVER_MEMORY, run_ddp_trial
+from scripts.tune.disk_guard import DiskGuard
 from scripts.tune.durability import STATE_BACKUP, repair_state, state_backup_dir, tune_settings
 from scripts.tune.internals import FolderSearchGenerator, has_saved_state, warm_trial_workers
 from scripts.tune.options import (
@@ -64,6 +65,7 @@ class SweepOutcome:
     wall_time_s: float
     interrupted: bool
     best: dict[str, Any] | None
+    stopped_because: str | None = None  # why the sweep stopped itself (a full disk)
 
 
 OPTUNA_JOURNAL = "optuna.log"
@@ -163,6 +165,9 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     # Absolute, since trials run in other working directories.
     data_dir = str(resolve_data_dir(opts.data_dir))
     datamodule = load_data(space, data_dir)
+    problem = disk_space_problem(exp_dir)
+    if problem:
+        raise ConfigError(f"{problem}: free some space there (or choose another --results-dir)")
     with contextlib.ExitStack() as held:
         # A folder in use is refused before Ray starts; a new one is made only once the
         # cluster is known to hold its trials.
@@ -218,6 +223,7 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
     if opts.verbose:
         _say_placement(space, summary, data, storage_path, max_concurrent)
     callback = LeaderboardCallback(exp_dir, meta, space, opts.verbose)
+    disk_guard = DiskGuard(exp_dir)
     started = time.monotonic()
     interrupted = False
     warm = contextlib.nullcontext() if joined or opts.tune_defaults else warm_trial_workers()
@@ -244,7 +250,7 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
                 metric=OBJECTIVE_SO_FAR,
                 mode=space.objective.mode,
                 reuse_actors=not opts.tune_defaults,
-                callbacks=[callback],
+                callbacks=[callback, disk_guard],
                 verbose=0,
                 raise_on_failed_trial=False,
                 resume_config=tune.ResumeConfig() if resume else None,
@@ -260,10 +266,11 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
     board = exp_dir / LEADERBOARD
     # Tune catches Ctrl-C itself and returns normally: a sweep that ended short of its
     # trials (with no time budget to explain it) or with unfinished ones was stopped.
-    interrupted = interrupted or _ended_short(exp_dir, space)
+    interrupted = interrupted or disk_guard.problem is not None or _ended_short(exp_dir, space)
     if interrupted and board.is_file():
         mark_interrupted(exp_dir, callback.unfinished_ids)
-    return SweepOutcome(exp_dir, board, elapsed, interrupted, _best_row(board))
+    return SweepOutcome(exp_dir, board, elapsed, interrupted, _best_row(board),
+                        disk_guard.problem)
 
 
 def trial_dirname(trial: Any) -> str:
