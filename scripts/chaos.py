@@ -12,16 +12,16 @@ showed as finished before each kill:
 - lost: a finished trial missing from the final leaderboard, or no longer finished;
 - re-run: a finished trial whose figures changed afterwards (trained again);
 - complete: the final leaderboard has ``num_samples`` rows, every one finished, and the
-  Optuna study holds each once, none left RUNNING.
+  Optuna study was told each once (COMPLETE or PRUNED), none left RUNNING.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -59,7 +59,8 @@ class SweepTally:
     re_run: list[str] = field(default_factory=list)
     rows: int = 0
     finished_rows: int = 0
-    optuna_complete: int = 0
+    optuna_told: int = 0  # COMPLETE or PRUNED (an early-stopped trial)
+    optuna_failed: int = 0  # asked but abandoned by a kill before its trial started
     optuna_running: int = 0
     complete: bool = False
 
@@ -98,31 +99,35 @@ def _trial_workers(driver_pid: int) -> list[Any]:
     return workers
 
 
-def _kill_tree(pid: int) -> None:
+def _kill_tree(driver: subprocess.Popen) -> None:
     """SIGKILL the driver, then what it started (a local Ray does not outlive it long, but
-    the next run should not wait for it)."""
+    the next run should not wait for it). The driver is reaped by its Popen: reaped by
+    psutil instead, Popen would read its exit status as 0."""
     import psutil
 
     try:
-        proc = psutil.Process(pid)
-        children = proc.children(recursive=True)
+        children = psutil.Process(driver.pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        return
-    os.kill(pid, signal.SIGKILL)
+        children = []
+    driver.kill()
+    driver.wait()
     for child in children:
         try:
             child.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs([proc, *children], timeout=30)
+    psutil.wait_procs(children, timeout=30)
 
 
 def _start(space_file: Path, results: Path, name: str, resume: bool) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "scripts.cli", "sweep", str(space_file), "--results-dir",
            str(results), "--name", name, "--max-failures", "20"] + (["--resume"] if resume
                                                                     else [])
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with (results / f"{name}.log").open("a") as log:  # every run's output, for a post-mortem
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def _wait_for_moment(proc: subprocess.Popen, exp_dir: Path, rng: random.Random) -> bool:
@@ -150,7 +155,9 @@ def _tally_study(exp_dir: Path, tally: SweepTally) -> None:
     meta = json.loads((exp_dir / "sweep.json").read_text())
     study = optuna.load_study(study_name=meta["study_name"],
                               storage=open_journal(str(exp_dir / "optuna.log")))
-    tally.optuna_complete = sum(t.state == TrialState.COMPLETE for t in study.trials)
+    told = {TrialState.COMPLETE, TrialState.PRUNED}
+    tally.optuna_told = sum(t.state in told for t in study.trials)
+    tally.optuna_failed = sum(t.state == TrialState.FAIL for t in study.trials)
     tally.optuna_running = sum(t.state == TrialState.RUNNING for t in study.trials)
 
 
@@ -159,6 +166,7 @@ def chaos_sweep(space_file: Path, results: Path, name: str, kills_left: int,
     """One sweep killed up to ``kills_left`` times, resumed until it completes."""
     tally = SweepTally(name)
     exp_dir = results / name
+    results.mkdir(parents=True, exist_ok=True)
     seen: dict[str, tuple[str, ...]] = {}
     while True:
         # Killed before Ray's folder appeared, the sweep is started anew rather than resumed.
@@ -173,7 +181,7 @@ def chaos_sweep(space_file: Path, results: Path, name: str, kills_left: int,
                 rng.choice(workers).kill()
                 tally.worker_kills += 1
                 continue
-            _kill_tree(proc.pid)
+            _kill_tree(proc)
             tally.driver_kills += 1
             break
         if proc.poll() is None:
@@ -191,15 +199,18 @@ def chaos_sweep(space_file: Path, results: Path, name: str, kills_left: int,
     _tally_study(exp_dir, tally)
     num_samples = int(SPACE["budget"]["num_samples"])
     tally.complete = (tally.rows == tally.finished_rows == num_samples
-                      and tally.optuna_complete == num_samples and tally.optuna_running == 0)
+                      and tally.optuna_told == num_samples and tally.optuna_running == 0)
     return tally
 
 
-def run_chaos(kills: int, seed: int, out: Path | None) -> dict[str, Any]:
+def run_chaos(kills: int, seed: int, out: Path | None, work_dir: Path | None = None
+              ) -> dict[str, Any]:
     rng = random.Random(seed)
     started = time.monotonic()
     tallies: list[SweepTally] = []
-    with tempfile.TemporaryDirectory(prefix="hpsearch-chaos-") as tmp:
+    with (contextlib.nullcontext(str(work_dir)) if work_dir
+          else tempfile.TemporaryDirectory(prefix="hpsearch-chaos-")) as tmp:
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         space_file = Path(tmp, "chaos.yaml")
         space_file.write_text(yaml.safe_dump(SPACE))
         spent = 0
@@ -233,8 +244,10 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20, help="kills in all (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     parser.add_argument("--out", type=Path, help="write the report (JSON) here")
+    parser.add_argument("--work-dir", type=Path,
+                        help="keep the sweeps and their logs here (default: a temporary dir)")
     args = parser.parse_args()
-    report = run_chaos(args.kills, args.seed, args.out)
+    report = run_chaos(args.kills, args.seed, args.out, args.work_dir)
     summary = {k: v for k, v in report.items() if k != "sweeps_detail"}
     print(json.dumps(summary, indent=2))
     ok = (report["finished_trials_lost"] == 0 and report["finished_trials_re_run"] == 0
