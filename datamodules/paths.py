@@ -34,6 +34,21 @@ def resolve_cache_dir(sub: str = "") -> Path:
     return path
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it, so set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """``tempfile.mkdtemp`` with the mode a plain ``mkdir`` would give (umask, not 0700):
+    for folders that are renamed into place as results."""
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    path.chmod(0o777 & ~current_umask())
+    return path
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through a temporary file in the same folder and ``os.replace`` it.
 
@@ -44,6 +59,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide it from the team
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

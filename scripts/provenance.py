@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
-def code_version() -> str:
-    """The git commit that made a result (``+dirty`` when the tree had changes)."""
-    root = Path(__file__).resolve().parents[1]
+
+def _git(root: Path, *args: str) -> bytes:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, check=True,
+                          timeout=10).stdout
+
+
+def code_version(root: Path = REPO_ROOT) -> str:
+    """The git commit that made a result. With uncommitted changes to tracked files it is
+    ``COMMIT+dirty.HASH``, HASH the start of the sha1 of ``git diff HEAD``: the result can
+    still be matched to the diff it ran with."""
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-            text=True, check=True, timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-            capture_output=True, text=True, timeout=10,
-        ).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
+        rev = _git(root, "rev-parse", "--short=12", "HEAD").decode().strip()
+        diff = _git(root, "diff", "HEAD", "--binary")
     except (OSError, subprocess.SubprocessError):
         from importlib.metadata import version
 
         return f"hpsearch-{version('hpsearch')}"
+    return rev + (f"+dirty.{hashlib.sha1(diff).hexdigest()[:8]}" if diff else "")

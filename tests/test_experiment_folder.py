@@ -3,14 +3,18 @@ makes before it writes anything, and the one-line errors of the sweep command.""
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import shlex
+import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from datamodules.errors import DataError
+from datamodules.paths import atomic_write, make_temp_dir
 from scripts.cli import _one_line, build_parser
 from scripts.experiment_folder import LOCK_FILE, check_name, experiment_lock
 from scripts.leaderboard import (
@@ -20,6 +24,7 @@ from scripts.leaderboard import (
     read_meta,
     relative_to_folder,
 )
+from scripts.provenance import code_version
 from scripts.train import MetricNotLoggedError
 from scripts.tune.cluster import placement_problem
 from scripts.tune.options import SweepOptions, resume_command, sweep_flags
@@ -186,3 +191,38 @@ def test_interrupted_trials_are_labelled_so(tmp_path: Path):
     mark_interrupted(tmp_path, {"b", "c"})
     text = (tmp_path / LEADERBOARD).read_text().splitlines()
     assert text[1:] == ["1,a,completed", f"2,b,{STATUS_INTERRUPTED}", f"3,c,{STATUS_INTERRUPTED}"]
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"),
+                         [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775), (0o077, 0o600, 0o700)])
+def test_written_results_follow_the_umask(umask: int, file_mode: int, dir_mode: int,
+                                          tmp_path: Path):
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "leaderboard.csv", lambda out: out.write(b"rank\n"))
+        folder = make_temp_dir(tmp_path, ".best-")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "leaderboard.csv").stat().st_mode) == file_mode
+    assert stat.S_IMODE(folder.stat().st_mode) == dir_mode
+
+
+def test_a_dirty_code_version_names_the_hash_of_its_diff(tmp_path: Path):
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    (tmp_path / "train.py").write_text("lr = 0.1\n")
+    git("add", "train.py")
+    git("commit", "-qm", "first")
+    clean = code_version(tmp_path)
+    assert clean == git("rev-parse", "--short=12", "HEAD").strip()
+    (tmp_path / "untracked.txt").write_text("not code\n")
+    assert code_version(tmp_path) == clean  # only changes to tracked files count
+    (tmp_path / "train.py").write_text("lr = 0.2\n")
+    diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=tmp_path,
+                          capture_output=True, check=True).stdout
+    assert code_version(tmp_path) == f"{clean}+dirty.{hashlib.sha1(diff).hexdigest()[:8]}"
+    (tmp_path / "train.py").write_text("lr = 0.3\n")
+    assert code_version(tmp_path) != f"{clean}+dirty.{hashlib.sha1(diff).hexdigest()[:8]}"

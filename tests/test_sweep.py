@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
+from datamodules.paths import current_umask
 from lightning_modules.classifier import ClassifierModule
 from scripts.leaderboard import LEADERBOARD
 from scripts.reports.compare import compare
@@ -185,6 +187,10 @@ def test_retrain_and_compare_write_consistent_reports(tiny_sweep, mnist_subset_d
     for name in ("metrics.json", "confusion_matrix.csv", "confusion_matrix.png",
                  "learning_curves.png", "parameters.csv", "model.ckpt", "report.md"):
         assert (best / name).is_file(), name
+    mask = current_umask()  # modes a teammate's umask allows, not mkstemp's 0600 / 0700
+    assert stat.S_IMODE(best.stat().st_mode) == 0o777 & ~mask
+    for name in ("metrics.json", "report.md", "../leaderboard.csv", "../sweep.json"):
+        assert stat.S_IMODE((best / name).stat().st_mode) == 0o666 & ~mask, name
     metrics = json.loads((best / "metrics.json").read_text())
     cm = pd.read_csv(best / "confusion_matrix.csv", index_col=0).to_numpy()
     assert cm.sum() == 500  # the subset's test images

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from datamodules.paths import make_temp_dir
 from lightning_modules.metrics import binary_metrics, metrics_from_confusion
 from lightning_modules.summary import parameter_table
 from scripts.leaderboard import STATUS_ERRORED, atomic_write_json, read_leaderboard, read_meta
@@ -336,7 +336,7 @@ def train_seeds(cfg: TrainConfig, seeds: Sequence[int], epochs: int, objective: 
 
 def _swap_in(exp_dir: Path, result: TrainResult, info: dict[str, Any]) -> Path:
     """Build the report beside the old one and swap it in whole: never half a report."""
-    tmp = Path(tempfile.mkdtemp(dir=exp_dir, prefix=f".{BEST_DIR}-"))
+    tmp = make_temp_dir(exp_dir, f".{BEST_DIR}-")
     try:
         write_report(tmp, result, info)
         final = exp_dir / BEST_DIR
