@@ -86,6 +86,11 @@ def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
                        **kind)
 
 
+def _add_accelerator(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"],
+                   help="where to train (default: auto, a GPU if one is visible)")
+
+
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir", type=_existing_dir, default=None,
@@ -244,11 +249,21 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 def _print_table(title: str, frame: Any, cols: list[str]) -> None:
     from scripts.reports.format import render_table
 
-    # "model.kernel_size" -> "kernel_size": the section is clear from the values, and
-    # narrow headers keep a whole leaderboard row on one line.
-    headers = [c.rsplit(".", 1)[-1] for c in cols]
+    headers = short_headers(cols)
     rows = [[None if _missing(row[c]) else row[c] for c in cols] for _, row in frame.iterrows()]
     print(render_table(headers, rows, title=title, width=shutil.get_terminal_size().columns))
+
+
+def short_headers(cols: list[str]) -> list[str]:
+    """"model.kernel_size" -> "kernel_size", so that a leaderboard row fits on one line;
+    a name that says nothing alone ("optimizer.name") or that two sections share stays
+    whole."""
+    short = [c.rsplit(".", 1)[-1] for c in cols]
+    return [c if s in _VAGUE or short.count(s) > 1 else s for c, s in zip(cols, short,
+                                                                          strict=True)]
+
+
+_VAGUE = {"name", "type", "size"}
 
 
 def _missing(value: Any) -> bool:
@@ -277,6 +292,16 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from scripts.reports.export import export_config
+
+    exp_dir = Path(args.experiment)
+    if not exp_dir.is_dir():
+        raise UserError(f"{exp_dir}: no such results folder")
+    sys.stdout.write(export_config(exp_dir, rank=args.rank, trial_id=args.trial))
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from scripts.reports.compare import compare
 
@@ -302,9 +327,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- parser
 
+DESCRIPTION = ("Hyperparameter search for image classifiers: Ray Tune runs the trials, "
+               "Optuna picks them, Lightning trains them.")
+EPILOG = """typical commands:
+  hpsearch sweep search_spaces/mnist_cnn.yaml     run a sweep (results/mnist_cnn)
+  hpsearch leaderboard results/mnist_cnn          its top trials
+  hpsearch retrain results/mnist_cnn --seeds 5    re-train the best, test with error bars
+  hpsearch export results/mnist_cnn > best.yaml   the best trial as a config file"""
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the git lookup runs only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        from importlib.metadata import version
+
+        from scripts.provenance import code_version
+
+        print(f"hpsearch {version('hpsearch')} (code {code_version()})")
+        parser.exit()
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hpsearch", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="hpsearch", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print hpsearch's version and the code's git commit, and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     data = sub.add_parser("data", help="dataset tools")
@@ -313,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(check)
     check.set_defaults(func=cmd_data_check)
     dl = data_sub.add_parser("download", help="download MNIST / Fashion-MNIST (needs internet)")
-    dl.add_argument("--dataset", default="all", choices=["mnist", "fashion_mnist", "all"])
+    dl.add_argument("--dataset", default="all", choices=["mnist", "fashion_mnist", "all"],
+                    help="which to download (default: all)")
     dl.add_argument("--data-dir", default=None,
                     help="where to put them (default: $HPSEARCH_DATA_DIR, else ./data)")
     dl.set_defaults(func=cmd_data_download)
@@ -326,10 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     src = tr.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help="a preset name (see `hpsearch presets`)")
     src.add_argument("--config", help="a YAML file with data/model/optimizer/max_epochs/seed")
-    tr.add_argument("--epochs", type=_positive_int)
-    tr.add_argument("--batch-size", type=_positive_int)
-    tr.add_argument("--seed", type=int)
-    tr.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
+    tr.add_argument("--epochs", type=_positive_int,
+                    help="epochs to train (default: the preset's or the config's max_epochs)")
+    tr.add_argument("--batch-size", type=_positive_int,
+                    help="mini-batch size (default: the preset's or the config's)")
+    tr.add_argument("--seed", type=int, help="random seed (default: the config's seed)")
+    _add_accelerator(tr)
     _add_data_dir(tr)
     tr.set_defaults(func=cmd_train)
 
@@ -340,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="print the top trials of an experiment")
     lb.add_argument("experiment", help="results/<experiment>")
-    lb.add_argument("--top", type=_positive_int, default=10)
+    lb.add_argument("--top", type=_positive_int, default=10,
+                    help="how many trials to show (default: 10)")
     lb.add_argument("--rebuild", action="store_true",
                     help="rebuild leaderboard.csv from the Ray experiment folder first")
     lb.set_defaults(func=cmd_leaderboard)
@@ -349,9 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("experiment", help="results/<experiment>")
     pick = rt.add_mutually_exclusive_group()
     pick.add_argument("--rank", type=_positive_int, default=None,
-                      help="re-train the trial at this leaderboard rank (default 1, the best)")
-    pick.add_argument("--trial", help="trial id from the leaderboard")
-    pick.add_argument("--config", help="a YAML training config instead of a trial")
+                      help="re-train the trial at this leaderboard rank (default: 1, the "
+                      "best)")
+    pick.add_argument("--trial", help="trial id from the leaderboard (default: --rank 1)")
+    pick.add_argument("--config", help="a YAML training config instead of a trial (as "
+                      "`hpsearch export` writes; default: --rank 1)")
     rt.add_argument("--epochs", type=_positive_int,
                     help="epochs to train (default: the trial's best epoch, or the config's "
                     "max_epochs)")
@@ -361,21 +419,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="re-train K times with seeds S, S+1, ..., S+K-1 (S: --seed or the "
                     "trial's seed) and report the test metrics' mean, std and 95%% interval; "
                     "the model, plots and per-class figures are seed S's (default 1)")
-    rt.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"],
-                    help="where to train (default auto: a GPU if one is visible)")
+    _add_accelerator(rt)
     rt.add_argument("--train-on", default="train", choices=["train", "train+val"],
                     help="train+val also fits the validation split, so the validation "
-                    "figures are no longer held out (default train)")
+                    "figures are no longer held out (default: train)")
     _add_data_dir(rt)
     rt.set_defaults(func=cmd_retrain)
 
+    ex = sub.add_parser("export", help="print a trial's training config as YAML, for "
+                        "`hpsearch train --config`")
+    ex.add_argument("experiment", help="results/<experiment>")
+    which = ex.add_mutually_exclusive_group()
+    which.add_argument("--rank", type=_positive_int, default=None,
+                       help="the trial at this leaderboard rank (default: 1, the best)")
+    which.add_argument("--trial", help="trial id from the leaderboard (default: --rank 1)")
+    ex.set_defaults(func=cmd_export)
+
     cp = sub.add_parser("compare", help="one comparison table of every experiment")
-    cp.add_argument("results_dir", nargs="?", default="results")
+    cp.add_argument("results_dir", nargs="?", default="results",
+                    help="the folder of experiment folders (default: results)")
     cp.set_defaults(func=cmd_compare)
 
     bn = sub.add_parser("bench", help="benchmark training speed, sweep efficiency and HOG")
     mode = bn.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="seconds-long run (default)")
+    mode.add_argument("--quick", action="store_true", help="a run of seconds (the default)")
     mode.add_argument("--full", action="store_true", help="the figures the README quotes")
     bn.add_argument("--only", nargs="*", choices=["train", "sweep", "hog", "gpu", "search"],
                     help="the parts to run (default: all): training speed, sweep efficiency, "

@@ -293,7 +293,9 @@ def ray_experiment_path(exp_dir: Path, meta: Mapping[str, Any]) -> str:
     """Where Ray keeps the experiment: ``results/NAME/ray``, or ``STORAGE/NAME/ray`` for a
     sweep run with ``--storage`` (a shared path or a URI such as ``s3://…``)."""
     storage = meta.get("storage")
-    return f"{storage}/{meta['experiment']}/{RAY_DIR}" if storage else str(exp_dir / RAY_DIR)
+    # Absolute: Ray reads a relative path as a URI with no scheme.
+    return (f"{storage}/{meta['experiment']}/{RAY_DIR}" if storage
+            else str(Path(exp_dir).resolve() / RAY_DIR))
 
 
 def read_leaderboard(exp_dir: Path) -> pd.DataFrame:

@@ -3,6 +3,7 @@ makes before it writes anything, and the one-line errors of the sweep command.""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import multiprocessing
 import os
@@ -15,7 +16,7 @@ import pytest
 
 from datamodules.errors import DataError
 from datamodules.paths import atomic_write, make_temp_dir
-from scripts.cli import _one_line, build_parser
+from scripts.cli import _one_line, build_parser, short_headers
 from scripts.experiment_folder import LOCK_FILE, check_name, experiment_lock
 from scripts.leaderboard import (
     LEADERBOARD,
@@ -226,3 +227,33 @@ def test_a_dirty_code_version_names_the_hash_of_its_diff(tmp_path: Path):
     assert code_version(tmp_path) == f"{clean}+dirty.{hashlib.sha1(diff).hexdigest()[:8]}"
     (tmp_path / "train.py").write_text("lr = 0.3\n")
     assert code_version(tmp_path) != f"{clean}+dirty.{hashlib.sha1(diff).hexdigest()[:8]}"
+
+
+def test_every_option_explains_itself_and_names_its_default():
+    def parsers(parser: argparse.ArgumentParser):
+        yield parser
+        for action in parser._actions:  # argparse keeps subcommands only here
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    unexplained, no_default = [], []
+    for parser in parsers(build_parser()):
+        required_groups = {id(a) for g in parser._mutually_exclusive_groups if g.required
+                           for a in g._group_actions}
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            name = f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help:
+                unexplained.append(name)
+            elif (action.nargs != 0 and action.option_strings and "default" not in action.help
+                  and id(action) not in required_groups and not action.required):
+                no_default.append(name)
+    assert not unexplained and not no_default, (unexplained, no_default)
+
+
+def test_short_leaderboard_headers_stay_unambiguous():
+    cols = ["rank", "optimizer.lr", "optimizer.name", "model.dropout", "data.dropout"]
+    assert short_headers(cols) == ["rank", "lr", "optimizer.name", "model.dropout",
+                                   "data.dropout"]

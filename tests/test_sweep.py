@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from datamodules.paths import current_umask
 from lightning_modules.classifier import ClassifierModule
+from scripts.cli import main as cli_main
 from scripts.leaderboard import LEADERBOARD
 from scripts.reports.compare import compare
 from scripts.reports.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
@@ -68,7 +69,9 @@ def tiny_sweep(ray_session, mnist_subset_dir: Path, tmp_path_factory: pytest.Tem
     )
 
 
-def test_sweep_records_completed_early_stopped_and_errored_trials(tiny_sweep):
+def test_sweep_records_completed_early_stopped_and_errored_trials(
+    tiny_sweep, monkeypatch: pytest.MonkeyPatch
+):
     outcome = tiny_sweep
     board = pd.read_csv(outcome.leaderboard, dtype={"trial_id": str})
     assert len(board) == 4
@@ -106,6 +109,11 @@ def test_sweep_records_completed_early_stopped_and_errored_trials(tiny_sweep):
     (outcome.exp_dir / LEADERBOARD).unlink()
     rebuilt = pd.read_csv(rebuild_leaderboard(outcome.exp_dir))
     key = ["trial_id", "status", "val_acc", "best_epoch", "epochs_run"]
+    pd.testing.assert_frame_equal(rebuilt[key], written[key])
+    # The README's form, a path relative to where the user is (Ray wants absolute ones).
+    monkeypatch.chdir(outcome.exp_dir.parent)
+    assert cli_main(["leaderboard", outcome.exp_dir.name, "--rebuild"]) == 0
+    rebuilt = pd.read_csv(outcome.exp_dir / LEADERBOARD)
     pd.testing.assert_frame_equal(rebuilt[key], written[key])
 
 
@@ -178,6 +186,23 @@ def _dashboard_get(journal: Path, path: str) -> dict:
     body = b"".join(app(environ, lambda status, headers, exc=None: statuses.append(status)))
     assert statuses == ["200 OK"], statuses
     return json.loads(body)
+
+
+def test_export_writes_a_config_that_train_accepts(
+    tiny_sweep, mnist_subset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    board = pd.read_csv(tiny_sweep.leaderboard, dtype={"trial_id": str})
+    assert cli_main(["export", str(tiny_sweep.exp_dir), "--rank", "2"]) == 0
+    exported = capsys.readouterr().out
+    assert exported.startswith(f"# {tiny_sweep.exp_dir.name}: trial {board.trial_id[1]} (rank 2")
+    cfg = yaml.safe_load(exported)
+    trial = json.loads(board.config[1])
+    assert cfg == {**trial, "max_epochs": int(board.best_epoch[1])}
+    (tmp_path / "best.yaml").write_text(exported)
+    assert cli_main(["train", "--config", str(tmp_path / "best.yaml"), "--data-dir",
+                     str(mnist_subset_dir), "--accelerator", "cpu"]) == 0
+    trained = capsys.readouterr().out
+    assert "Best val_acc" in trained and "Test: " in trained, trained
 
 
 def test_retrain_and_compare_write_consistent_reports(tiny_sweep, mnist_subset_dir: Path):

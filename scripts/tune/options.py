@@ -26,15 +26,20 @@ class SweepOptions:
     """Everything ``hpsearch sweep`` takes besides the space file: each field is one flag
     (:func:`sweep_arguments`), and those that override the file are stored in sweep.json."""
 
-    num_samples: int | None = _option(None, "trials to run (the file's budget.num_samples)",
+    num_samples: int | None = _option(None, "trials to run (default: the file's "
+                                      "budget.num_samples)",
                                       "budget", type="positive_int")
-    max_epochs: int | None = _option(None, "epochs per trial at most (budget.max_epochs)",
+    max_epochs: int | None = _option(None, "epochs per trial at most (default: the "
+                                     "file's budget.max_epochs)",
                                      "budget", type="positive_int")
-    cpus_per_trial: float | None = _option(None, "CPUs per trial (resources.cpus_per_trial)",
+    cpus_per_trial: float | None = _option(None, "CPUs per trial (default: the file's "
+                                           "resources.cpus_per_trial)",
                                            "resources", type="positive_float")
-    gpus_per_trial: float | None = _option(None, "GPUs per trial; fractions share a GPU",
+    gpus_per_trial: float | None = _option(None, "GPUs per trial; fractions share a GPU "
+                                           "(default: the file's, else 0)",
                                            "resources", type="positive_float")
-    max_concurrent: int | None = _option(None, "trials at once at most", "resources",
+    max_concurrent: int | None = _option(None, "trials at once at most (default: the "
+                                         "file's, else as many as fit)", "resources",
                                          type="positive_int")
     workers_per_trial: int | None = _option(
         None, "train each trial data-parallel on N Ray Train workers, each with "
@@ -43,7 +48,8 @@ class SweepOptions:
     max_failures: int = _option(1, "retries of a trial whose worker process or node died, "
                                 "each from its last checkpoint; an error in the trial itself "
                                 "is not retried (default 1)", type="non_negative_int")
-    seed: int | None = _option(None, "the sweep's seed (the file's seed)", "seed", type="int")
+    seed: int | None = _option(None, "the sweep's seed (default: the file's seed)", "seed",
+                               type="int")
     name: str | None = _option(None, "experiment name (default: the file's `experiment`)")
     results_dir: Path = _option(Path("results"), "folder of the experiment folders "
                                 "(default: results)", type="path")
