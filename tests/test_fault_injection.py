@@ -255,6 +255,9 @@ def test_ctrl_c_prints_a_resume_command_that_works_as_printed(
     hint = next(line for line in sweep.lines if "Resume with:" in line)
     command = hint.split("Resume with: ", 1)[1]
     assert command.startswith("hpsearch sweep ") and "--results-dir out" in command
+    for noise in ("Configuration for experiment", "A new study created", "tensorboard",
+                  "Stop signal received", "tune.run(..., resume=True)"):
+        assert noise not in sweep.output, noise  # Ray's, Optuna's and Tune's words, not ours
     interrupted = _board(exp_dir)
     assert "early-stopped" not in set(interrupted.status), interrupted
     assert "interrupted" in set(interrupted.status), interrupted

@@ -37,6 +37,7 @@ from scripts.tune.cluster import (
     check_resources,
     cluster_summary,
     default_max_concurrent,
+    environ_defaults,
     init_ray,
 )
 from scripts.tune.data import DataHandle, load_data, searched_data_fields, ship_data
@@ -90,8 +91,11 @@ def _search_alg(space: SearchSpace, exp_dir: Path, meta: Mapping[str, Any],
                 experiment: tune.Experiment) -> FolderSearchGenerator:
     """The searcher, built afresh on every run (new or resumed) from the folder where it is
     now; Tune restores only its saved state into it."""
+    import optuna
+
     from scripts.tune.searcher import OptunaSearcher
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created ..."
     searcher = OptunaSearcher(space, str(exp_dir / OPTUNA_JOURNAL), meta["study_name"], resume)
     if max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
@@ -228,7 +232,10 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
     interrupted = False
     warm = contextlib.nullcontext() if joined or opts.tune_defaults else warm_trial_workers()
     try:
-        with warm, tune_settings(opts.tune_defaults, local_ray_dir):
+        # Tune's legacy output at verbose=0 prints nothing: our lines are the sweep's
+        # output (RAY_AIR_NEW_OUTPUT=1 in the environment brings Tune's back).
+        with warm, tune_settings(opts.tune_defaults, local_ray_dir), environ_defaults(
+                {"RAY_AIR_NEW_OUTPUT": "0"}):
             experiment = tune.Experiment(
                 name=RAY_DIR,
                 run=_trainable(space, data_dir, data, f"{storage_path}/train"),

@@ -12,6 +12,8 @@ from datamodules.paths import atomic_write
 from scripts.tune.cluster import environ_defaults
 from scripts.tune.internals import (
     RAY_SYNCER_LOGGER,
+    TUNE_CHATTER,
+    ChatterFilter,
     SnapshotRaceFilter,
     snapshot_on_trial_changes,
     state_file_complete,
@@ -56,16 +58,17 @@ def repair_state(ray_dir: Path, backup: Path) -> bool:
 
 @contextlib.contextmanager
 def tune_settings(tune_defaults: bool, ray_dir: Path | None = None) -> Iterator[None]:
-    """hpsearch's Tune settings (:data:`TUNE_SETTINGS`) and log filter, during a fit;
+    """hpsearch's Tune settings (:data:`TUNE_SETTINGS`) and log filters, during a fit;
     ``ray_dir``: Ray's experiment folder where it is on this machine (its state is then
     backed up beside it, see :func:`snapshot_on_trial_changes`)."""
     after_save = None
     if ray_dir is not None:
         def after_save() -> None:
             back_up_state(ray_dir, state_backup_dir(ray_dir))
-    logger = logging.getLogger(RAY_SYNCER_LOGGER)
-    race_filter = SnapshotRaceFilter()
-    logger.addFilter(race_filter)
+    filters = [(logging.getLogger(RAY_SYNCER_LOGGER), SnapshotRaceFilter())] + [
+        (logging.getLogger(name), ChatterFilter(pattern)) for name, pattern in TUNE_CHATTER.items()]
+    for logger, log_filter in filters:
+        logger.addFilter(log_filter)
     try:
         if tune_defaults:
             yield
@@ -73,4 +76,5 @@ def tune_settings(tune_defaults: bool, ray_dir: Path | None = None) -> Iterator[
             with environ_defaults(TUNE_SETTINGS), snapshot_on_trial_changes(after_save):
                 yield
     finally:
-        logger.removeFilter(race_filter)
+        for logger, log_filter in filters:
+            logger.removeFilter(log_filter)

@@ -201,6 +201,25 @@ class SnapshotRaceFilter(logging.Filter):
         return not _SNAPSHOT_RACE.search(record.getMessage())
 
 
+# Tune's own words on a stop, which hpsearch says itself (with a resume command that works:
+# Tune's is "tune.run(..., resume=True)"), and the trials that never reported on an early one.
+TUNE_CHATTER = {
+    "ray.tune.tune": re.compile(r"Stop signal received|Experiment has been interrupted"),
+    "ray.tune.analysis.experiment_analysis": re.compile(r"Failed to fetch metrics for"),
+}
+
+
+class ChatterFilter(logging.Filter):
+    """Drops the log records of :data:`TUNE_CHATTER` that match its logger's pattern."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        super().__init__()
+        self.pattern = pattern
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.match(record.getMessage())
+
+
 def state_files(folder: Path) -> list[Path]:
     """Tune's experiment-state files in ``folder`` (``experiment_state-*.json``, the
     searcher's and the trial runner's state)."""
