@@ -15,12 +15,13 @@ def _git(root: Path, *args: str) -> bytes:
 
 
 def code_version(root: Path = REPO_ROOT) -> str:
-    """The git commit that made a result. With uncommitted changes to tracked files it is
-    ``COMMIT+dirty.HASH``, HASH the start of the sha1 of ``git diff HEAD``: the result can
-    still be matched to the diff it ran with."""
+    """The git commit that made a result. With uncommitted changes to tracked files outside
+    ``results/`` it is ``COMMIT+dirty.HASH``, HASH the start of the sha1 of that diff
+    (``git diff HEAD``): the result can still be matched to the code it ran with."""
     try:
         rev = _git(root, "rev-parse", "--short=12", "HEAD").decode().strip()
-        diff = _git(root, "diff", "HEAD", "--binary")
+        # results/ is left out: a sweep or re-train rewriting committed results is not code.
+        diff = _git(root, "diff", "HEAD", "--binary", "--", ".", ":(exclude)results")
     except (OSError, subprocess.SubprocessError):
         from importlib.metadata import version
 

@@ -221,8 +221,15 @@ def test_a_dirty_code_version_names_the_hash_of_its_diff(tmp_path: Path):
     assert clean == git("rev-parse", "--short=12", "HEAD").strip()
     (tmp_path / "untracked.txt").write_text("not code\n")
     assert code_version(tmp_path) == clean  # only changes to tracked files count
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "leaderboard.csv").write_text("rank\n")
+    git("add", "results")
+    git("commit", "-qm", "a result")
+    clean = code_version(tmp_path)
+    (tmp_path / "results" / "leaderboard.csv").write_text("rank\n1\n")
+    assert code_version(tmp_path) == clean  # a run rewriting committed results is not code
     (tmp_path / "train.py").write_text("lr = 0.2\n")
-    diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=tmp_path,
+    diff = subprocess.run(["git", "diff", "HEAD", "--binary", "train.py"], cwd=tmp_path,
                           capture_output=True, check=True).stdout
     assert code_version(tmp_path) == f"{clean}+dirty.{hashlib.sha1(diff).hexdigest()[:8]}"
     (tmp_path / "train.py").write_text("lr = 0.3\n")
