@@ -147,18 +147,15 @@ def _wait_for_moment(proc: subprocess.Popen, exp_dir: Path, rng: random.Random) 
 
 
 def _tally_study(exp_dir: Path, tally: SweepTally) -> None:
-    import optuna
     from optuna.trial import TrialState
 
-    from scripts.tune.searcher import open_journal
+    from scripts.study import load_study
 
-    meta = json.loads((exp_dir / "sweep.json").read_text())
-    study = optuna.load_study(study_name=meta["study_name"],
-                              storage=open_journal(str(exp_dir / "optuna.log")))
+    trials = load_study(exp_dir).trials
     told = {TrialState.COMPLETE, TrialState.PRUNED}
-    tally.optuna_told = sum(t.state in told for t in study.trials)
-    tally.optuna_failed = sum(t.state == TrialState.FAIL for t in study.trials)
-    tally.optuna_running = sum(t.state == TrialState.RUNNING for t in study.trials)
+    tally.optuna_told = sum(t.state in told for t in trials)
+    tally.optuna_failed = sum(t.state == TrialState.FAIL for t in trials)
+    tally.optuna_running = sum(t.state == TrialState.RUNNING for t in trials)
 
 
 def chaos_sweep(space_file: Path, results: Path, name: str, kills_left: int,

@@ -302,6 +302,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from scripts.reports.search_report import write_search_report
+
+    exp_dir = Path(args.experiment)
+    if not exp_dir.is_dir():
+        raise UserError(f"{exp_dir}: no such results folder")
+    print(f"Report: {write_search_report(exp_dir)}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise UserError("hpsearch dashboard needs optuna-dashboard: pip install -e "
+                        "'.[dashboard]'") from None
+    from scripts.study import journal_path, load_study, open_journal
+
+    exp_dir = Path(args.experiment)
+    study = load_study(exp_dir)  # a folder without a study is one line, before serving
+    print(f"Serving study {study.study_name} of {exp_dir} at http://{args.host}:{args.port}/ "
+          "(Ctrl-C stops it)", flush=True)
+    optuna_dashboard.run_server(open_journal(str(journal_path(exp_dir))), host=args.host,
+                                port=args.port)
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from scripts.reports.compare import compare
 
@@ -434,6 +461,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the trial at this leaderboard rank (default: 1, the best)")
     which.add_argument("--trial", help="trial id from the leaderboard (default: --rank 1)")
     ex.set_defaults(func=cmd_export)
+
+    rp = sub.add_parser("report", help="draw the search (history, parallel coordinates, "
+                        "importances, rungs) into results/<experiment>/search.md")
+    rp.add_argument("experiment", help="results/<experiment>")
+    rp.set_defaults(func=cmd_report)
+
+    db = sub.add_parser("dashboard", help="serve an experiment's Optuna study in "
+                        "optuna-dashboard (live or finished; needs the dashboard extra)")
+    db.add_argument("experiment", help="results/<experiment>")
+    db.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default: 127.0.0.1, this machine only)")
+    db.add_argument("--port", type=_positive_int, default=8080,
+                    help="port to listen on (default: 8080)")
+    db.set_defaults(func=cmd_dashboard)
 
     cp = sub.add_parser("compare", help="one comparison table of every experiment")
     cp.add_argument("results_dir", nargs="?", default="results",

@@ -449,7 +449,7 @@ def test_node_loss_resumes_a_data_parallel_trial_from_its_checkpoint(
     cluster.ensure_worker()
     # One worker on each node; the worker node is killed once the trial has reported
     # (and checkpointed) two epochs, and a fresh node joins so that the retry has 2 CPUs.
-    max_epochs = 5
+    max_epochs = 8
     space = _write_space(tmp_path / "space.yaml", experiment="ddp_loss",
                          budget={"num_samples": 1, "max_epochs": max_epochs,
                                  "grace_period": max_epochs},

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from sweep_process import REPO, Sweep
 
 from scripts.leaderboard import LEADERBOARD
-from scripts.tune.searcher import open_journal
+from scripts.study import load_study
 
 pytestmark = pytest.mark.slow
 
@@ -81,10 +81,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def _study_trials(exp_dir: Path) -> list[optuna.trial.FrozenTrial]:
-    meta = json.loads((exp_dir / "sweep.json").read_text())
-    study = optuna.load_study(study_name=meta["study_name"],
-                              storage=open_journal(str(exp_dir / "optuna.log")))
-    return study.trials
+    return load_study(exp_dir).trials
 
 
 def _assert_study_matches(exp_dir: Path, board: pd.DataFrame) -> None:

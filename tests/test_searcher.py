@@ -14,8 +14,9 @@ from optuna.trial import TrialState
 
 from scripts.leaderboard import rank_rows
 from scripts.reports.pareto import pareto_ranks
+from scripts.study import open_journal
 from scripts.tune.schedulers import decision_epochs, make_scheduler
-from scripts.tune.searcher import OptunaSearcher, make_sampler, objective_values, open_journal
+from scripts.tune.searcher import OptunaSearcher, make_sampler, objective_values
 from search_spaces.errors import ConfigError
 from search_spaces.schema import parse_space
 from search_spaces.trials import sampled_params

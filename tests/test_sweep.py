@@ -3,21 +3,25 @@ interrupt-and-resume, and the CLI's error handling."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pandas as pd
 import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
+from s3_server import free_port
 
 from datamodules.paths import current_umask
 from lightning_modules.classifier import ClassifierModule
@@ -25,9 +29,9 @@ from scripts.cli import main as cli_main
 from scripts.leaderboard import LEADERBOARD
 from scripts.reports.compare import compare
 from scripts.reports.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
+from scripts.study import load_study
 from scripts.tune.callback import rebuild_leaderboard
 from scripts.tune.driver import SweepOptions, run_sweep
-from scripts.tune.searcher import open_journal
 from search_spaces.errors import ConfigError
 from search_spaces.schema import parse_space
 
@@ -132,9 +136,7 @@ def test_optuna_study_records_what_the_sweep_did(tiny_sweep):
     early-stopped one), its value, and every epoch as an intermediate value."""
     exp_dir = tiny_sweep.exp_dir
     board = pd.read_csv(exp_dir / LEADERBOARD, dtype={"trial_id": str})
-    meta = json.loads((exp_dir / "sweep.json").read_text())
-    study = optuna.load_study(study_name=meta["study_name"],
-                              storage=open_journal(str(exp_dir / "optuna.log")))
+    study = load_study(exp_dir)
     trials = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     assert set(trials) == set(board.trial_id) and len(study.trials) == len(board)
     states = {"completed": TrialState.COMPLETE, "early-stopped": TrialState.PRUNED,
@@ -156,10 +158,10 @@ def test_optuna_study_records_what_the_sweep_did(tiny_sweep):
             k: max(per_epoch[:k]) for k in range(1, row.epochs_run + 1)}
     assert sum(t.state == TrialState.PRUNED for t in study.trials) == 1
 
-    # optuna-dashboard reads the same: its REST API, as its web page asks it.
-    summaries = _dashboard_get(exp_dir / "optuna.log", "/api/studies")["study_summaries"]
-    (summary,) = summaries
-    shown = _dashboard_get(exp_dir / "optuna.log", f"/api/studies/{summary['study_id']}")
+    # `hpsearch dashboard` serves the same: optuna-dashboard's REST API, as its page asks it.
+    with _dashboard(exp_dir) as get:
+        (summary,) = get("/api/studies")["study_summaries"]
+        shown = get(f"/api/studies/{summary['study_id']}")
     dashboard_states = {"completed": "Complete", "early-stopped": "Pruned", "errored": "Fail"}
     by_id = {next(a["value"] for a in t["user_attrs"] if a["key"] == "ray_trial_id"): t
              for t in shown["trials"]}
@@ -172,20 +174,48 @@ def test_optuna_study_records_what_the_sweep_did(tiny_sweep):
                 range(1, row.epochs_run + 1))
 
 
-def _dashboard_get(journal: Path, path: str) -> dict:
-    """A GET on optuna-dashboard's WSGI app over the journal (no server, no network)."""
-    from wsgiref.util import setup_testing_defaults
+@contextlib.contextmanager
+def _dashboard(exp_dir: Path) -> Iterator[Callable[[str], dict]]:
+    """``hpsearch dashboard`` on 127.0.0.1 as a subprocess; yields a JSON GET on it."""
+    port = free_port()
+    proc = subprocess.Popen(_cli("dashboard", str(exp_dir), "--port", str(port)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    import optuna_dashboard
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return json.loads(answer.read())
 
-    environ: dict = {}
-    setup_testing_defaults(environ)
-    environ["PATH_INFO"] = path
-    statuses: list[str] = []
-    app = optuna_dashboard.wsgi(open_journal(str(journal)))
-    body = b"".join(app(environ, lambda status, headers, exc=None: statuses.append(status)))
-    assert statuses == ["200 OK"], statuses
-    return json.loads(body)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get("/api/studies")
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[0]
+                assert time.monotonic() < deadline, "the dashboard never answered"
+                time.sleep(0.2)
+        yield get
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _search_report(exp_dir: Path) -> set[str]:
+    """``hpsearch report`` on ``exp_dir``: the names of the PNGs its search.md shows (each
+    checked to be a PNG)."""
+    assert cli_main(["report", str(exp_dir)]) == 0
+    text = (exp_dir / "search.md").read_text()
+    shown = re.findall(r"\]\(search/(\w+)\.png\)", text)
+    for name in shown:
+        assert (exp_dir / "search" / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
+    return set(shown)
+
+
+def test_report_draws_the_search_from_the_study(tiny_sweep):
+    assert _search_report(tiny_sweep.exp_dir) == {
+        "optimization_history", "parallel_coordinate", "param_importances",
+        "intermediate_values"}
 
 
 def test_export_writes_a_config_that_train_accepts(
@@ -271,10 +301,9 @@ def test_multi_objective_sweep_ranks_the_pareto_front_and_draws_it(
     assert (board.pareto_rank.diff().dropna() >= 0).all()  # ranked by front first
     png = outcome.exp_dir / "pareto_front.png"
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    meta = json.loads((outcome.exp_dir / "sweep.json").read_text())
-    study = optuna.load_study(study_name=meta["study_name"],
-                              storage=open_journal(str(outcome.exp_dir / "optuna.log")))
+    study = load_study(outcome.exp_dir)
     assert len(study.directions) == 2
+    assert _search_report(outcome.exp_dir) >= {"optimization_history", "pareto_front"}
     told = {t.user_attrs["ray_trial_id"]: t.values for t in study.trials}
     assert told == {row.trial_id: [row.val_acc, row.param_count] for row in board.itertuples()}
     shown = subprocess.run(_cli("leaderboard", str(outcome.exp_dir)), capture_output=True,
@@ -356,9 +385,7 @@ def test_a_driver_killed_right_after_a_trial_finished_resumes_losing_and_repeati
     assert list(kept["train_time_s"]) == list(finished_before["train_time_s"])
     # The searcher's state came back too: the study holds each trial once, told as the
     # leaderboard says, and nothing left running.
-    meta = json.loads((results / "resumable" / "sweep.json").read_text())
-    study = optuna.load_study(study_name=meta["study_name"],
-                              storage=open_journal(str(results / "resumable" / "optuna.log")))
+    study = load_study(results / "resumable")
     told = [t for t in study.trials if t.state != TrialState.FAIL]
     assert sorted(t.user_attrs["ray_trial_id"] for t in told) == sorted(final.trial_id)
     assert {t.state for t in told} == {TrialState.COMPLETE}

@@ -1,4 +1,4 @@
-"""The pictures of a re-train report: confusion matrix, learning curves, ROC curve."""
+"""The pictures of the reports: confusion matrix, learning curves, ROC curve, Pareto front."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from datamodules.paths import atomic_write  # noqa: E402
 
-def _save(fig: plt.Figure, path: Path) -> None:
+
+def save(fig: plt.Figure, path: Path) -> None:
+    """Write ``fig`` as a PNG, atomically, and close it."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda out: fig.savefig(out, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -34,7 +37,7 @@ def confusion_matrix(cm: np.ndarray, names: Sequence[str], path: Path, title: st
     for (i, j), value in np.ndenumerate(cm):
         ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
                 color="white" if value > threshold else "black")
-    _save(fig, path)
+    save(fig, path)
 
 
 def learning_curves(history: Sequence[dict[str, float]], path: Path, title: str) -> None:
@@ -50,7 +53,7 @@ def learning_curves(history: Sequence[dict[str, float]], path: Path, title: str)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{title}: learning curves")
-    _save(fig, path)
+    save(fig, path)
 
 
 def roc_curve(scores: np.ndarray, targets: np.ndarray, path: Path, title: str) -> None:
@@ -66,7 +69,7 @@ def roc_curve(scores: np.ndarray, targets: np.ndarray, path: Path, title: str) -
     ax.set_ylabel("true positive rate (sensitivity)")
     ax.set_title(f"{title}: ROC (test)")
     ax.legend(loc="lower right")
-    _save(fig, path)
+    save(fig, path)
 
 
 def pareto_front(points: Sequence[tuple[float, float, int]], labels: tuple[str, str],
@@ -87,4 +90,4 @@ def pareto_front(points: Sequence[tuple[float, float, int]], labels: tuple[str, 
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"{title}: Pareto front")
-    _save(fig, path)
+    save(fig, path)

@@ -31,6 +31,7 @@ from scripts.leaderboard import (
     read_leaderboard,
     read_meta,
 )
+from scripts.study import journal_path
 from scripts.tune.callback import LeaderboardCallback
 from scripts.tune.cluster import (
     check_placement,
@@ -69,9 +70,6 @@ class SweepOutcome:
     stopped_because: str | None = None  # why the sweep stopped itself (a full disk)
 
 
-OPTUNA_JOURNAL = "optuna.log"
-
-
 def _trainable(
     space: SearchSpace, data_dir: str | None, data: DataHandle | None, train_storage: str
 ) -> Any:
@@ -96,7 +94,7 @@ def _search_alg(space: SearchSpace, exp_dir: Path, meta: Mapping[str, Any],
     from scripts.tune.searcher import OptunaSearcher
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created ..."
-    searcher = OptunaSearcher(space, str(exp_dir / OPTUNA_JOURNAL), meta["study_name"], resume)
+    searcher = OptunaSearcher(space, str(journal_path(exp_dir)), meta["study_name"], resume)
     if max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
     return FolderSearchGenerator(searcher, experiment)

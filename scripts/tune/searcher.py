@@ -20,7 +20,6 @@ from typing import Any
 
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
@@ -31,6 +30,7 @@ from scripts.leaderboard import (
     STATUS_ERRORED,
     finished_status,
 )
+from scripts.study import open_journal
 from scripts.tune.schedulers import OBJECTIVE_SO_FAR
 from search_spaces.schema import TRIAL_METRICS, SamplerSpec, SearchSpace
 from search_spaces.trials import define_by_run, flat_point
@@ -65,12 +65,6 @@ def make_sampler(spec: SamplerSpec, default_seed: int) -> optuna.samplers.BaseSa
     options = {k: v for k, v in vars(spec).items() if k != "name" and v is not None}
     options.setdefault("seed", default_seed)
     return _SAMPLER_CLASSES[spec.name](**options)
-
-
-def open_journal(path: str) -> JournalStorage:
-    """The study's storage: Optuna's journal file, a tenth of SQLite's cost per ask or tell
-    in the driver, and no database start-up."""
-    return JournalStorage(JournalFileBackend(path))
 
 
 def objective_values(space: SearchSpace, result: Mapping[str, Any]) -> list[float]:
