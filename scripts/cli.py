@@ -216,6 +216,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 130 if outcome.interrupted else 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+
+    from scripts.reports.status import folder_state, folder_status
+
+    exp_dir = Path(args.experiment)
+    if not exp_dir.is_dir():
+        raise UserError(f"{exp_dir}: no such results folder")
+    if not args.watch:
+        Console().print(folder_status(exp_dir))
+        return 0
+    from rich.live import Live
+
+    with Live(folder_status(exp_dir), refresh_per_second=1) as live:
+        while folder_state(exp_dir)[1] is not None:
+            time.sleep(args.every)
+            live.update(folder_status(exp_dir))
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from scripts.leaderboard import (
         PARETO_PLOT,
@@ -247,23 +269,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _print_table(title: str, frame: Any, cols: list[str]) -> None:
-    from scripts.reports.format import render_table
+    from scripts.reports.format import render_table, short_headers
 
     headers = short_headers(cols)
     rows = [[None if _missing(row[c]) else row[c] for c in cols] for _, row in frame.iterrows()]
     print(render_table(headers, rows, title=title, width=shutil.get_terminal_size().columns))
-
-
-def short_headers(cols: list[str]) -> list[str]:
-    """"model.kernel_size" -> "kernel_size", so that a leaderboard row fits on one line;
-    a name that says nothing alone ("optimizer.name") or that two sections share stays
-    whole."""
-    short = [c.rsplit(".", 1)[-1] for c in cols]
-    return [c if s in _VAGUE or short.count(s) > 1 else s for c, s in zip(cols, short,
-                                                                          strict=True)]
-
-
-_VAGUE = {"name", "type", "size"}
 
 
 def _missing(value: Any) -> bool:
@@ -419,6 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("space", help="search-space YAML file (see search_spaces/)")
     _add_sweep_flags(sw)
     sw.set_defaults(func=cmd_sweep)
+
+    st = sub.add_parser("status", help="the live table of a sweep, also one running in "
+                        "another shell or on a cluster head, from the files it writes")
+    st.add_argument("experiment", help="results/<experiment>")
+    st.add_argument("--watch", action="store_true",
+                    help="refresh in place until the sweep ends (default: print once)")
+    st.add_argument("--every", type=_positive_float, default=2.0,
+                    help="seconds between refreshes with --watch (default: 2)")
+    st.set_defaults(func=cmd_status)
 
     lb = sub.add_parser("leaderboard", help="print the top trials of an experiment")
     lb.add_argument("experiment", help="results/<experiment>")

@@ -83,6 +83,26 @@ def experiment_lock(exp_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def lock_holder(exp_dir: Path) -> str | None:
+    """Who holds the experiment folder (``host=... pid=...``) while a sweep runs in it, or
+    None when no process does."""
+    path = exp_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno == errno.ENOLCK:  # no locks here: trust the file unless its process is gone
+            holder = _holder(path)
+            return None if holder == "another process" or _stale(holder) else holder
+        return _holder(path)
+    finally:
+        os.close(fd)
+    return None
+
+
 def _acquire(fd: int, exp_dir: Path, path: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -224,6 +224,19 @@ def leaderboard_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+def leaderboard_rows(
+    trials: Iterable[Any],
+    meta: Mapping[str, Any],
+    space: SearchSpace | None = None,
+    ray_status: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """The leaderboard's rows of ``trials``, ranked best first."""
+    ray_status = ray_status or {}
+    return rank_rows(
+        (trial_row(t, meta, space, ray_status.get(t.trial_id)) for t in trials), objectives(meta)
+    )
+
+
 def write_leaderboard(
     exp_dir: Path,
     trials: Iterable[Any],
@@ -233,10 +246,7 @@ def write_leaderboard(
 ) -> Path:
     """Rewrite the experiment's leaderboard from ``trials``; ``ray_status`` maps trial ids to
     the status Tune is about to give them."""
-    ray_status = ray_status or {}
-    rows = rank_rows(
-        (trial_row(t, meta, space, ray_status.get(t.trial_id)) for t in trials), objectives(meta)
-    )
+    rows = leaderboard_rows(trials, meta, space, ray_status)
     for row in rows:
         row["checkpoint"] = relative_to_folder(row["checkpoint"], exp_dir)
     path = exp_dir / LEADERBOARD

@@ -16,7 +16,7 @@ import pytest
 
 from datamodules.errors import DataError
 from datamodules.paths import atomic_write, make_temp_dir
-from scripts.cli import _one_line, build_parser, short_headers
+from scripts.cli import _one_line, build_parser
 from scripts.experiment_folder import LOCK_FILE, check_name, experiment_lock
 from scripts.leaderboard import (
     LEADERBOARD,
@@ -26,6 +26,7 @@ from scripts.leaderboard import (
     relative_to_folder,
 )
 from scripts.provenance import code_version
+from scripts.reports.format import short_headers
 from scripts.train import MetricNotLoggedError
 from scripts.tune.cluster import placement_problem
 from scripts.tune.options import SweepOptions, resume_command, sweep_flags

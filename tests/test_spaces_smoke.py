@@ -33,7 +33,7 @@ def test_shipped_space_runs_two_trials(
     raw = _tiny(yaml.safe_load(path.read_text()))
     space = parse_space(raw, str(path))
     outcome = run_sweep(space, raw, SweepOptions(
-        results_dir=tmp_path, data_dir=str(real_subsets_dir), verbose=False))
+        results_dir=tmp_path, data_dir=str(real_subsets_dir), quiet=True))
     board = read_leaderboard(outcome.exp_dir)
     metric = space.objective.metric
     assert len(board) == 2 and set(board.status) == {"completed"}, board.to_string()

@@ -69,7 +69,7 @@ def tiny_sweep(ray_session, mnist_subset_dir: Path, tmp_path_factory: pytest.Tem
     space = parse_space(SMALL_MLP, "tiny.yaml")
     return run_sweep(
         space, SMALL_MLP,
-        SweepOptions(results_dir=results, data_dir=str(mnist_subset_dir), verbose=False),
+        SweepOptions(results_dir=results, data_dir=str(mnist_subset_dir), quiet=True),
     )
 
 
@@ -290,7 +290,7 @@ def test_multi_objective_sweep_ranks_the_pareto_front_and_draws_it(
                         {"metric": "param_count", "mode": "min"}]
     raw["budget"] = {"num_samples": 3, "max_epochs": 2}
     outcome = run_sweep(parse_space(raw, "pareto.yaml"), raw, SweepOptions(
-        results_dir=tmp_path, data_dir=str(mnist_subset_dir), verbose=False))
+        results_dir=tmp_path, data_dir=str(mnist_subset_dir), quiet=True))
     board = pd.read_csv(outcome.leaderboard, dtype={"trial_id": str})
     assert list(board.columns[:2]) == ["rank", "pareto_rank"]
     assert set(board.status) == {"completed"} and len(board) == 3
@@ -320,7 +320,7 @@ def test_total_epochs_ends_the_sweep_once_its_trials_trained_that_many(
     raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
     raw["budget"] = {"num_samples": 20, "max_epochs": 2, "grace_period": 2, "total_epochs": 5}
     outcome = run_sweep(parse_space(raw, "budget.yaml"), raw, SweepOptions(
-        results_dir=tmp_path, data_dir=str(mnist_subset_dir), verbose=False))
+        results_dir=tmp_path, data_dir=str(mnist_subset_dir), quiet=True))
     board = pd.read_csv(outcome.leaderboard)
     # One trial at a time: 2 + 2 + 1 epochs, the third trial stopped when the budget ran out.
     assert board.epochs_run.sum() == 5 and len(board) == 3, board
@@ -374,6 +374,12 @@ def test_a_driver_killed_right_after_a_trial_finished_resumes_losing_and_repeati
     resumed = subprocess.run(_cli("sweep", str(space_file), "--resume", *common), env=env,
                              capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # Not a terminal: one plain line per event, and where the sweep stands after each end.
+    lines = resumed.stdout.splitlines()
+    assert any(re.fullmatch(r"  trial \w+ started: hidden=\[\d+\], lr=0\.\d+", ln)
+               for ln in lines), resumed.stdout
+    assert f"  {samples}/{samples} trials: {samples} completed; " in resumed.stdout
+    assert any(ln.startswith("  best val_acc 0.") for ln in lines), resumed.stdout
     final = pd.read_csv(board_path, dtype={"trial_id": str})
     assert len(final) == samples and final.trial_id.is_unique
     # A trial that was running (or had just reported its last epoch) when the sweep was
@@ -391,6 +397,32 @@ def test_a_driver_killed_right_after_a_trial_finished_resumes_losing_and_repeati
     assert {t.state for t in told} == {TrialState.COMPLETE}
     values = {t.user_attrs["ray_trial_id"]: t.value for t in told}
     assert values == dict(zip(final.trial_id, final.val_acc, strict=True))
+
+
+def test_on_a_terminal_the_sweep_redraws_a_live_table_in_place(mnist_subset_dir: Path,
+                                                                tmp_path: Path):
+    import pty
+
+    raw = {**SMALL_MLP, "experiment": "on_a_tty", "start_points": SMALL_MLP["start_points"][:1],
+           "budget": {"num_samples": 1, "max_epochs": 2, "grace_period": 2}}
+    space_file = tmp_path / "tty.yaml"
+    space_file.write_text(yaml.safe_dump(raw))
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(_cli("sweep", str(space_file), "--results-dir", str(tmp_path),
+                                 "--data-dir", str(mnist_subset_dir)),
+                            stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "150"})
+    os.close(follower)
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO once the sweep has closed the terminal
+        while chunk := os.read(leader, 65536):
+            chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=300) == 0
+    out = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[2K" in out, out  # rich erases and redraws the table's lines in place
+    assert "1/1 trials: 1 completed; " in out, out
+    assert re.search(r"best val_acc 0\.\d{4}: trial \w+ \(completed\), hidden=\[64\], "
+                     r"lr=0\.05", out), out
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path: Path):
@@ -429,7 +461,7 @@ init_ray(None)
 wait_for_idle_workers(2)
 warm = list(idle_ray_workers())
 outcome = run_sweep(parse_space(raw, "warm.yaml"), raw, SweepOptions(
-    results_dir=Path(sys.argv[2]), data_dir=sys.argv[3], verbose=False))
+    results_dir=Path(sys.argv[2]), data_dir=sys.argv[3], quiet=True))
 results = [json.loads(line) for path in (outcome.exp_dir / "ray").rglob("result.json")
            for line in path.read_text().splitlines()]
 print(json.dumps({"warm": sorted(warm), "trials": [[r["pid"], r["data"]] for r in results]}))

@@ -372,7 +372,7 @@ def timed_sweep(raw: dict[str, Any], results_dir: Path, name: str, data_dir: str
     from search_spaces.schema import parse_space
 
     space = parse_space(raw, "bench")
-    opts = SweepOptions(results_dir=results_dir, name=name, data_dir=data_dir, verbose=False,
+    opts = SweepOptions(results_dir=results_dir, name=name, data_dir=data_dir, quiet=True,
                         tune_defaults=tune_defaults)
     # Only a warning threshold: Tune's defaults with num_to_keep=1 warn every few seconds.
     with environ_defaults({"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}):

@@ -61,3 +61,31 @@ def format_parameter_table(rows: Sequence[Mapping[str, Any]]) -> str:
     headers = ("layer", "type", "weights", "biases", "total")
     cells = [(r["layer"], r["type"], *(f"{r[k]:,}" for k in headers[2:])) for r in rows]
     return render_table(headers, cells, right=(2, 3, 4), rule_before_last=True)
+
+
+def short_headers(cols: list[str]) -> list[str]:
+    """"model.kernel_size" -> "kernel_size", so that a leaderboard row fits on one line;
+    a name that says nothing alone ("optimizer.name") or that two sections share stays
+    whole."""
+    short = [c.rsplit(".", 1)[-1] for c in cols]
+    return [c if s in _VAGUE or short.count(s) > 1 else s for c, s in zip(cols, short,
+                                                                          strict=True)]
+
+
+_VAGUE = {"name", "type", "size"}
+
+
+def params_text(params: Mapping[str, Any]) -> str:
+    """``lr=0.001, hidden=[512, 256]``: a trial's drawn values in one line (unset ones left
+    out)."""
+    names = [k for k, v in params.items() if not _unset(v)]
+    return ", ".join(f"{short}={_short(params[name])}"
+                     for name, short in zip(names, short_headers(names), strict=True))
+
+
+def _unset(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

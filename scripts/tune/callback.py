@@ -25,10 +25,13 @@ from scripts.tune.options import space_from_meta
 from search_spaces.errors import ConfigError
 from search_spaces.schema import SearchSpace
 
+WRITE_EVERY_S = 2.0  # while results arrive, the leaderboard is rewritten at most this often
+
 
 class LeaderboardCallback(tune.Callback):
-    """Driver-side Tune callback: rewrites the leaderboard when a trial finishes (and every
-    few seconds while results arrive), and prints one line per finished trial.
+    """Driver-side Tune callback: rewrites the leaderboard when a trial starts, reports its
+    first epoch or finishes (and every few seconds while results arrive), and prints one
+    line per finished trial.
 
     A finished trial is written at the end of the step that finished it, once Tune's state
     saying so is on disk (:func:`snapshot_on_trial_changes` saves it in that step): what the
@@ -38,15 +41,16 @@ class LeaderboardCallback(tune.Callback):
     and brings it back on ``--resume``."""
 
     def __init__(
-        self, exp_dir: Path, meta: Mapping[str, Any], space: SearchSpace, verbose: bool = True
+        self, exp_dir: Path, meta: Mapping[str, Any], space: SearchSpace, say: bool = True
     ) -> None:
         self.exp_dir = exp_dir
         self.meta = dict(meta)
         self.space = space
-        self.verbose = verbose
+        self.say = say  # print a line per finished trial
         self._last_write = 0.0
         self._finished: dict[str, str] = {}  # trial id -> Tune's status, not yet written
         self._started: set[str] = set()
+        self._reported: set[str] = set()
         self._ended: set[str] = set()
 
     @property
@@ -59,7 +63,7 @@ class LeaderboardCallback(tune.Callback):
         self._last_write = time.monotonic()
 
     def _say(self, trial: Any, ray_status: str) -> None:
-        if not self.verbose:
+        if not self.say:
             return
         result = trial.last_result or {}
         status = trial_status(trial, int(self.meta["max_epochs"]), ray_status)
@@ -72,11 +76,15 @@ class LeaderboardCallback(tune.Callback):
         print(line, flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
-        if time.monotonic() - self._last_write > 5.0:
+        # A trial's first epoch is on the leaderboard at once; later ones every few seconds.
+        first = trial.trial_id not in self._reported
+        self._reported.add(trial.trial_id)
+        if first or time.monotonic() - self._last_write > WRITE_EVERY_S:
             self._write(trials)
 
     def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
         self._started.add(trial.trial_id)
+        self._write(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
         self._finished[trial.trial_id] = "TERMINATED"

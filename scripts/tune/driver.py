@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ from scripts.tune.options import (
 )
 from scripts.tune.schedulers import OBJECTIVE_SO_FAR, make_scheduler
 from scripts.tune.trainable import run_trial
+from scripts.tune.view import LINES, LIVE, SweepView
 from search_spaces.errors import ConfigError
 from search_spaces.schema import SearchSpace
 
@@ -222,10 +224,13 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
         _say_resumed(exp_dir, space.budget.num_samples)
     summary = cluster_summary()
     max_concurrent = space.resources.max_concurrent or default_max_concurrent(space, summary)
-    if opts.verbose:
+    if not opts.quiet:
         _say_placement(space, summary, data, storage_path, max_concurrent)
-    callback = LeaderboardCallback(exp_dir, meta, space, opts.verbose)
+    callback = LeaderboardCallback(exp_dir, meta, space, say=not opts.quiet)
     disk_guard = DiskGuard(exp_dir)
+    view = SweepView(meta, space, _view_mode(opts), float(meta.get("wall_time_s", 0.0)))
+    meta["run_started_at"] = time.time()  # for `hpsearch status` from another shell
+    atomic_write_json(exp_dir / SWEEP_META, meta)
     started = time.monotonic()
     interrupted = False
     warm = contextlib.nullcontext() if joined or opts.tune_defaults else warm_trial_workers()
@@ -233,7 +238,7 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
         # Tune's legacy output at verbose=0 prints nothing: our lines are the sweep's
         # output (RAY_AIR_NEW_OUTPUT=1 in the environment brings Tune's back).
         with warm, tune_settings(opts.tune_defaults, local_ray_dir), environ_defaults(
-                {"RAY_AIR_NEW_OUTPUT": "0"}):
+                {} if opts.verbose else {"RAY_AIR_NEW_OUTPUT": "0"}):
             experiment = tune.Experiment(
                 name=RAY_DIR,
                 run=_trainable(space, data_dir, data, f"{storage_path}/train"),
@@ -248,6 +253,7 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 trial_dirname_creator=trial_dirname,
             )
+            view.start()
             tune.run(
                 experiment,
                 search_alg=_search_alg(space, exp_dir, meta, max_concurrent, resume, experiment),
@@ -255,8 +261,8 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
                 metric=OBJECTIVE_SO_FAR,
                 mode=space.objective.mode,
                 reuse_actors=not opts.tune_defaults,
-                callbacks=[callback, disk_guard],
-                verbose=0,
+                callbacks=[callback, disk_guard] + ([view] if view.mode else []),
+                verbose=1 if opts.verbose else 0,
                 raise_on_failed_trial=False,
                 resume_config=tune.ResumeConfig() if resume else None,
             )
@@ -264,6 +270,8 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
         interrupted = True
     except TuneError as exc:
         raise SweepError(f"Ray Tune stopped the sweep: {error_summary(str(exc))}") from None
+    finally:
+        view.close()
     elapsed = time.monotonic() - started
     meta = read_meta(exp_dir)
     meta["wall_time_s"] = float(meta.get("wall_time_s", 0.0)) + elapsed
@@ -276,6 +284,14 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
         mark_interrupted(exp_dir, callback.unfinished_ids)
     return SweepOutcome(exp_dir, board, elapsed, interrupted, _best_row(board),
                         disk_guard.problem)
+
+
+def _view_mode(opts: SweepOptions) -> str | None:
+    """The live table on a terminal, plain lines elsewhere (or with Tune's own output),
+    nothing with --quiet."""
+    if opts.quiet:
+        return None
+    return LINES if opts.verbose or not sys.stdout.isatty() else LIVE
 
 
 def trial_dirname(trial: Any) -> str:

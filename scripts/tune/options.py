@@ -71,8 +71,12 @@ class SweepOptions:
         "fits on it (default: refuse at once a trial no node can hold)", type="positive_float")
     data_dir: str | None = _option(None, "folder holding the datasets (default: "
                                    "$HPSEARCH_DATA_DIR, else ./data)", type="existing_dir")
-    # Not flags: the notebook's and the benchmark's.
-    verbose: bool = True
+    quiet: bool = _option(False, "print only the summary at the end (default: a live table "
+                          "on a terminal, else one line per trial started or finished)",
+                          type="flag")
+    verbose: bool = _option(False, "also print Ray Tune's own progress output "
+                            "(default: off)", type="flag")
+    # Not flags: the benchmark's.
     # Ray Tune's own defaults (a new actor per trial, state saved every ~10 s): the
     # benchmark's baseline.
     tune_defaults: bool = False
