@@ -296,8 +296,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         ),
     )
     print()
-    for line in format_test_results(json.loads((out.parent / "metrics.json").read_text())):
-        print(line)
+    print(format_test_results(json.loads((out.parent / "metrics.json").read_text())))
     print(f"Report: {out}")
     return 0
 

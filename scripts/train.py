@@ -21,6 +21,7 @@ import torch
 from datamodules import Splits, build_datamodule
 from datamodules.batches import BatchChunks
 from lightning_modules.classifier import ClassifierModule
+from scripts.progress import MiniBatchProgress
 from search_spaces.train_config import TrainConfig
 
 # Mini-batches per Lightning training step (see datamodules.batches.BatchChunks): Lightning's
@@ -209,6 +210,9 @@ def train(
         raise ValueError(f"train_on: must be 'train' or 'train+val', got {train_on!r}")
     module = build_module(cfg, datamodule)
     history = history if history is not None else EpochHistory(objective, mode)
+    # Shown by single-process runs (train, retrain): one rank's mini-batches are all of them.
+    progress = ([MiniBatchProgress(len(datamodule.train_dataloader(rank=0, world_size=1)))]
+                if progress_bar else [])
     trainer = pl.Trainer(
         max_epochs=stop_after or cfg.max_epochs,
         accelerator=accelerator,
@@ -218,9 +222,9 @@ def train(
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=progress_bar,
+        enable_progress_bar=False,  # MiniBatchProgress instead, with progress_bar
         num_sanity_val_steps=0,
-        callbacks=[history, *callbacks],
+        callbacks=[history, *callbacks, *progress],
         default_root_dir=str(root_dir) if root_dir else None,
         deterministic=False,
     )
@@ -261,6 +265,6 @@ def train(
     if keep_checkpoint:
         with tempfile.TemporaryDirectory(prefix="hpsearch-train-") as tmp:
             path = Path(tmp, "model.ckpt")
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # loadable and resumable
             result.checkpoint = path.read_bytes()
     return result

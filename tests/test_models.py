@@ -539,3 +539,20 @@ def test_train_continues_from_a_checkpoint_of_its_run(
     assert (finished.best_value, finished.best_epoch) == (full.best_value, full.best_epoch)
     for a, b in zip(finished.module.parameters(), full.module.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_progress_bar_counts_mini_batches_and_epochs_from_one(
+    synthetic_mnist: Callable[[], Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """48 training images in the datamodule's batches of 16: 3 optimizer steps per epoch,
+    which Lightning takes as one step of a 3-batch chunk (its own bar would say 1/1, and
+    "Epoch 1/1" for the second epoch)."""
+    from scripts.train import train
+    from search_spaces.train_config import train_config_from_sections
+
+    sections = {"data": {"name": "mnist", "val_size": 16, "batch_size": 16},
+                "model": {"family": "mlp", "hidden": [8]}, "optimizer": {"name": "adam"}}
+    cfg = train_config_from_sections(sections, max_epochs=2, seed=0)
+    train(cfg, datamodule=synthetic_mnist(), accelerator="cpu", progress_bar=True)
+    out = capsys.readouterr().out
+    assert re.search(r"Epoch 2/2 .* 3/3 .*val_acc 0\.\d{4}", out), out

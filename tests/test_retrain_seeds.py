@@ -180,15 +180,19 @@ def test_multiclass_seed_table_uses_macro_f1_and_no_auc():
     assert "| mean ± std | 0.9850 ± 0.0071 | 0.9750 ± 0.0071 | 0.1000 ± 0.0000 |" in text
 
 
-def test_terminal_lines_give_mean_std_and_interval_over_seeds():
-    assert format_test_results(_binary_info([3, 4, 5])) == [
-        "Test over 3 seeds (3, 4, 5), mean ± std:",
-        f"  accuracy 0.9200 ± 0.0200 (95% CI {CI_LOW:.4f} to {CI_HIGH:.4f})",
-        "  F1       0.8200 ± 0.0200 (95% CI 0.7703 to 0.8697)",
-        "  AUC      0.9600 ± 0.0100 (95% CI 0.9352 to 0.9848)",
-    ]
-    assert format_test_results(_binary_info([0])) == [
-        "Test (seed 0): accuracy 0.9000  F1 0.8000  AUC 0.9500"]
+def _cells(table: str) -> list[list[str]]:
+    return [[c.strip() for c in line.split("  ") if c.strip()] for line in table.splitlines()
+            if line.strip() and not set(line.strip()) <= set("─━-")]
+
+
+def test_terminal_table_gives_mean_std_and_interval_over_seeds():
+    rows = _cells(format_test_results(_binary_info([3, 4, 5])))
+    assert ["accuracy", "0.9200 ± 0.0200", f"{CI_LOW:.4f} to {CI_HIGH:.4f}"] in rows, rows
+    assert ["F1", "0.8200 ± 0.0200", "0.7703 to 0.8697"] in rows
+    assert ["AUC", "0.9600 ± 0.0100", "0.9352 to 0.9848"] in rows
+    single = _cells(format_test_results(_binary_info([0])))
+    assert ["test metric", "seed 0"] in single and ["accuracy", "0.9000"] in single, single
+    assert ["AUC", "0.9500"] in single
 
 
 # --------------------------------------------------------------------------- compare

@@ -174,18 +174,23 @@ def format_summary(summary: dict[str, Any], digits: int = 4) -> str:
     return f"{text} (95% CI {interval})" if interval else text
 
 
-def format_test_results(info: dict[str, Any]) -> list[str]:
-    """The test accuracy, F1 and AUC (binary) for the terminal: over the seeds when several."""
-    names = [("accuracy", "accuracy"), ("F1", f1_name(info["test"])), ("AUC", "auc")]
+def format_test_results(info: dict[str, Any]) -> str:
+    """The test metrics as a small table for the terminal: mean ± std and the 95% interval
+    over the seeds when several."""
+    from scripts.reports.format import render_table
+
+    test = info["test"]
+    names = [("accuracy", "accuracy"), ("F1", f1_name(test)), ("AUC", "auc"),
+             ("sensitivity", "sensitivity"), ("specificity", "specificity"), ("loss", "loss")]
     summary = info.get("summary") or {}
     seeds = info.get("seeds") or [info["config"]["seed"]]
     if len(seeds) == 1:
-        cells = [f"{label} {info['test'][k]:.4f}" for label, k in names
-                 if info["test"].get(k) is not None]
-        return [f"Test (seed {seeds[0]}): " + "  ".join(cells)]
-    head = f"Test over {len(seeds)} seeds ({', '.join(map(str, seeds))}), mean ± std:"
-    return [head] + [f"  {label:<8} {format_summary(summary[k])}" for label, k in names
-                     if k in summary]
+        rows = [[label, f"{test[k]:.4f}"] for label, k in names if test.get(k) is not None]
+        return render_table(["test metric", f"seed {seeds[0]}"], rows, right=(1,))
+    rows = [[label, format_mean_std(summary[k]["mean"], summary[k]["std"]),
+             format_interval(summary[k])] for label, k in names if k in summary]
+    return render_table(["test metric", f"mean ± std over {len(seeds)} seeds", "95% interval"],
+                        rows, right=(1, 2), title=f"seeds {', '.join(map(str, seeds))}")
 
 
 def test_metrics(result: TrainResult) -> dict[str, Any]:

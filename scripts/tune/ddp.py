@@ -48,7 +48,8 @@ class DDPReporter(TuneReporter):
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if improved:
-                trainer.save_checkpoint(os.path.join(tmp, "model.ckpt"))  # rank 0 writes
+                # Rank 0 writes; the whole state (optimizer, loops), to resume from.
+                trainer.save_checkpoint(os.path.join(tmp, "model.ckpt"), weights_only=False)
                 if trainer.global_rank == 0:
                     checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)

@@ -114,7 +114,7 @@ class TuneReporter(pl.Callback):
         if improved:
             # Saved now, in the training thread: the weights of this epoch.
             checkpoint_dir = tempfile.mkdtemp(prefix="hpsearch-checkpoint-")
-            trainer.save_checkpoint(os.path.join(checkpoint_dir, "model.ckpt"))
+            trainer.save_checkpoint(os.path.join(checkpoint_dir, "model.ckpt"), weights_only=False)
         self.sender.send(functools.partial(_deliver_report, metrics, checkpoint_dir),
                          wait=metrics["epoch"] in self.decision_epochs)
 
