@@ -27,7 +27,7 @@ from datamodules.paths import current_umask
 from lightning_modules.classifier import ClassifierModule
 from scripts.cli import main as cli_main
 from scripts.leaderboard import LEADERBOARD
-from scripts.reports.compare import compare
+from scripts.reports.compare import ACCURACY_PLOT, accuracy_panel, compare
 from scripts.reports.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
 from scripts.study import load_study
 from scripts.tune.callback import rebuild_leaderboard
@@ -264,6 +264,10 @@ def test_retrain_and_compare_write_consistent_reports(tiny_sweep, mnist_subset_d
     assert row["test_acc"] == pytest.approx(metrics["test"]["accuracy"])
     assert row["lab_test_acc"] == 0.985 and row["trials"] == 4 and row["errored"] == 1
     assert "tiny_mlp" in table and (exp_dir.parent / "comparison.md").is_file()
+    assert (exp_dir.parent / ACCURACY_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    panel = accuracy_panel(exp_dir, row)  # what the plot draws: every trial that reported, the best
+    assert len(panel.trial_params) == 3 and panel.test_acc == pytest.approx(row["test_acc"])
+    assert panel.lab_acc == 0.985 and panel.best_params == row["param_count"]
 
     board = pd.read_csv(exp_dir / LEADERBOARD)
     errored_rank = int(board[board.status == "errored"]["rank"].iloc[0])

@@ -19,6 +19,7 @@ from scripts.leaderboard import (
     read_leaderboard,
     read_meta,
 )
+from scripts.reports import plots
 from scripts.reports.retrain import BEST_DIR, f1_name, format_mean_std
 from search_spaces.errors import ConfigError
 
@@ -32,6 +33,8 @@ LAB_BEST: dict[tuple[str, str], dict[str, float]] = {
     ("pneumonia", "cnn"): {"acc": 0.79, "f1": 0.85},
 }
 
+
+ACCURACY_PLOT = "accuracy_vs_params.png"
 
 # The test columns that hold the mean over the re-train's seeds, each with a ``<name>_std``.
 MEAN_COLUMNS = ("test_acc", "test_f1", "test_auc")
@@ -121,8 +124,31 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _number_or_none(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def accuracy_panel(exp_dir: Path, row: pd.Series) -> plots.AccuracyPanel:
+    board = read_leaderboard(exp_dir)
+    metric = row["objective"]
+    scored = board[board["param_count"].notna() & board[metric].notna()] if (
+        "param_count" in board.columns) else board.iloc[:0]
+    # The validation values are accuracies only where the objective is one.
+    accuracy = metric.endswith("acc")
+    return plots.AccuracyPanel(
+        title=str(row["experiment"]),
+        trial_params=list(scored["param_count"]) if accuracy else [],
+        trial_val_acc=list(scored[metric]) if accuracy else [],
+        best_params=_number_or_none(row["param_count"]),
+        test_acc=_number_or_none(row["test_acc"]),
+        test_std=_number_or_none(row["test_acc_std"]),
+        lab_acc=_number_or_none(row["lab_test_acc"]),
+    )
+
+
 def compare(results_dir: Path) -> str:
-    """Write ``comparison.csv`` and ``comparison.md`` under ``results_dir``; return the table."""
+    """Write ``comparison.csv``, ``comparison.md`` and the accuracy-against-parameters plot
+    under ``results_dir``; return the table."""
     if not results_dir.is_dir():
         raise ConfigError(f"{results_dir}: no such results folder")
     exp_dirs = sorted(p.parent for p in results_dir.glob(f"*/{SWEEP_META}")
@@ -131,6 +157,9 @@ def compare(results_dir: Path) -> str:
         raise ConfigError(f"{results_dir}: no experiment with a leaderboard found")
     frame = pd.DataFrame([experiment_row(d) for d in exp_dirs])
     atomic_write_text(results_dir / "comparison.csv", frame.to_csv(index=False))
+    plots.accuracy_vs_params([accuracy_panel(d, row) for d, (_, row) in
+                              zip(exp_dirs, frame.iterrows(), strict=True)],
+                             results_dir / ACCURACY_PLOT)
     table = _markdown(frame)
     header = (
         "# hpsearch: best trial of each experiment\n\n"

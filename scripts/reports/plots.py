@@ -1,8 +1,10 @@
-"""The pictures of the reports: confusion matrix, learning curves, ROC curve, Pareto front."""
+"""The pictures of the reports: confusion matrix, learning curves, ROC curve, Pareto front,
+accuracy against parameter count."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +13,7 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from datamodules.paths import atomic_write  # noqa: E402
 
@@ -90,4 +93,52 @@ def pareto_front(points: Sequence[tuple[float, float, int]], labels: tuple[str, 
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(f"{title}: Pareto front")
+    save(fig, path)
+
+
+@dataclass(frozen=True)
+class AccuracyPanel:
+    """One experiment in :func:`accuracy_vs_params`: its trials' validation accuracy, and its
+    re-trained best trial's test accuracy (mean ± std over seeds) beside the lab's best."""
+
+    title: str
+    trial_params: Sequence[float]
+    trial_val_acc: Sequence[float]
+    best_params: float | None
+    test_acc: float | None
+    test_std: float | None
+    lab_acc: float | None
+
+
+def _accuracy_floor(p: AccuracyPanel) -> float:
+    """Down to the median trial, so that a few hopeless trials do not flatten the rest."""
+    marks = [v for v in (p.lab_acc, p.test_acc) if v is not None]
+    if len(p.trial_val_acc):
+        marks.append(float(np.median(p.trial_val_acc)))
+    return max(0.0, min(marks) - 0.02) if marks else 0.0
+
+
+def accuracy_vs_params(panels: Sequence[AccuracyPanel], path: Path) -> None:
+    """A panel per experiment: accuracy against parameter count (log scale)."""
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    for ax, p in zip(axes.flat, panels, strict=False):
+        ax.scatter(p.trial_params, p.trial_val_acc, s=14, color="0.6", label="trials (val)")
+        if p.best_params is not None and p.test_acc is not None:
+            ax.errorbar([p.best_params], [p.test_acc], yerr=[p.test_std or 0.0], fmt="o",
+                        color="tab:red", capsize=4, label="best, re-trained (test)")
+        if p.lab_acc is not None:
+            ax.axhline(p.lab_acc, color="tab:blue", linestyle="--", label="lab's best (test)")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap
+        top = max([*p.trial_val_acc, p.lab_acc or 0.0, (p.test_acc or 0.0) + (p.test_std or 0.0)])
+        ax.set_ylim(_accuracy_floor(p), min(1.0, top + 0.005))
+        ax.set_xlabel("parameters")
+        ax.set_ylabel("accuracy")
+        ax.set_title(p.title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     save(fig, path)
