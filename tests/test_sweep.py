@@ -67,10 +67,30 @@ SMALL_MLP = {
 def tiny_sweep(ray_session, mnist_subset_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     results = tmp_path_factory.mktemp("results")
     space = parse_space(SMALL_MLP, "tiny.yaml")
+    # Every trial also goes to MLflow, in a local store (test_mlflow_receives_...).
+    tracking = f"sqlite:///{results / 'mlflow.db'}"
     return run_sweep(
         space, SMALL_MLP,
-        SweepOptions(results_dir=results, data_dir=str(mnist_subset_dir), quiet=True),
+        SweepOptions(results_dir=results, data_dir=str(mnist_subset_dir), quiet=True,
+                     logger=f"mlflow={tracking}"),
     )
+
+
+def test_mlflow_receives_every_trial_s_values_and_metrics(tiny_sweep):
+    import mlflow
+
+    board = pd.read_csv(tiny_sweep.leaderboard, dtype={"trial_id": str})
+    client = mlflow.MlflowClient(f"sqlite:///{tiny_sweep.exp_dir.parent / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "tiny_mlp"]
+    runs = client.search_runs([experiment.experiment_id])
+    by_trial = {r.data.tags["trial_name"].rsplit("_", 1)[-1]: r for r in runs}
+    assert sorted(by_trial) == sorted(board.trial_id), [r.data.tags for r in runs]
+    for row in board.to_dict("records"):
+        run = by_trial[row["trial_id"]]
+        assert float(run.data.params["optimizer.lr"]) == pytest.approx(row["optimizer.lr"])
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        assert len(history) == row["epochs_run"]  # one value per epoch reported
+        assert run.data.tags["hpsearch.code_version"] == row["code_version"]
 
 
 def test_sweep_records_completed_early_stopped_and_errored_trials(

@@ -56,6 +56,7 @@ from scripts.tune.options import (
     sweep_meta,
 )
 from scripts.tune.schedulers import OBJECTIVE_SO_FAR, make_scheduler
+from scripts.tune.trackers import TrackerSpec, parse_trackers, tracker_callbacks
 from scripts.tune.trainable import run_trial
 from scripts.tune.view import LINES, LIVE, SweepView
 from search_spaces.errors import ConfigError
@@ -162,6 +163,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     if opts.max_failures < 0:
         raise ConfigError(f"max_failures {opts.max_failures}: must be 0 or more (a trial "
                           "retried for ever never ends the sweep)")
+    trackers = parse_trackers(opts.logger)
     exp_dir = experiment_dir(space, opts)
     meta = stored_sweep(exp_dir, opts) if opts.resume else None
     space = space_from_meta(meta) if meta else apply_overrides(space, opts)
@@ -186,7 +188,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
             meta = prepare_experiment(space, raw, opts, exp_dir)
         else:
             atomic_write_json(exp_dir / SWEEP_META, meta)
-        return _run(space, exp_dir, meta, opts, datamodule, data_dir, joined)
+        return _run(space, exp_dir, meta, opts, datamodule, data_dir, joined, trackers)
 
 
 def _start_again(exp_dir: Path, ray_path: str) -> None:
@@ -199,7 +201,7 @@ def _start_again(exp_dir: Path, ray_path: str) -> None:
 
 
 def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, datamodule: Any,
-         data_dir: str, joined: bool) -> SweepOutcome:
+         data_dir: str, joined: bool, trackers: list[TrackerSpec]) -> SweepOutcome:
     ship = opts.ship_data
     if ship is None:
         # A cluster's nodes may have no data directory: ship the decoded data to them. On one
@@ -261,7 +263,9 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
                 metric=OBJECTIVE_SO_FAR,
                 mode=space.objective.mode,
                 reuse_actors=not opts.tune_defaults,
-                callbacks=[callback, disk_guard] + ([view] if view.mode else []),
+                callbacks=[callback, disk_guard, *tracker_callbacks(
+                    trackers, exp_dir, meta["experiment"], meta.get("code_version", ""))]
+                + ([view] if view.mode else []),
                 verbose=1 if opts.verbose else 0,
                 raise_on_failed_trial=False,
                 resume_config=tune.ResumeConfig() if resume else None,

@@ -71,6 +71,10 @@ class SweepOptions:
         "fits on it (default: refuse at once a trial no node can hold)", type="positive_float")
     data_dir: str | None = _option(None, "folder holding the datasets (default: "
                                    "$HPSEARCH_DATA_DIR, else ./data)", type="existing_dir")
+    logger: str | None = _option(None, "also send every trial's values and metrics to an "
+                                 "experiment tracker: mlflow[=URI] (default URI: "
+                                 "$MLFLOW_TRACKING_URI, else results/<experiment>/mlflow.db) "
+                                 "or wandb, comma-separated (default: none)")
     quiet: bool = _option(False, "print only the summary at the end (default: a live table "
                           "on a terminal, else one line per trial started or finished)",
                           type="flag")
