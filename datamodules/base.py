@@ -221,6 +221,7 @@ class TensorDataModule(pl.LightningDataModule):
             seed=self.seed if seed is None else seed,
             rank=rank,
             world_size=world_size,
+            augment=getattr(self.cfg, "augment", 0.0),
         )
 
     def _eval_batches(self, x: torch.Tensor, y: torch.Tensor) -> TensorBatches:

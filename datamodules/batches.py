@@ -17,6 +17,11 @@ from typing import Protocol
 
 import torch
 
+from .augment import random_affine
+
+# Added to the seed of an epoch's augmentation draws, so they are not its permutation's.
+AUGMENT_SEED_OFFSET = 1_000_003
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 PIXEL_MAX = 255
@@ -43,7 +48,9 @@ class TensorBatches:
     samples) is skipped for that epoch, and differs from epoch to epoch when shuffling.
 
     ``len()`` is the number of batches one rank yields per epoch, as Lightning expects.
-    Batches of ``x`` come as :func:`model_inputs` (uint8 pixels scaled to float32).
+    Batches of ``x`` come as :func:`model_inputs` (uint8 pixels scaled to float32), then,
+    with ``augment`` > 0, randomly shifted, rotated and scaled at that strength
+    (:func:`~datamodules.augment.random_affine`).
     """
 
     def __init__(
@@ -56,6 +63,7 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        augment: float = 0.0,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
@@ -71,6 +79,7 @@ class TensorBatches:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.augment = augment
         self.epoch = 0
 
     @property
@@ -103,6 +112,8 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         idx = self._indices()
+        # The augmentation's draws of this epoch: seeded like its permutation, apart from it.
+        warp = torch.Generator().manual_seed(AUGMENT_SEED_OFFSET + self.seed + self.epoch)
         if self.shuffle:
             self.epoch += 1
         n = self.num_samples
@@ -110,11 +121,12 @@ class TensorBatches:
         for start in range(0, stop, self.batch_size):
             end = min(start + self.batch_size, n)
             if idx is None:
-                yield model_inputs(self.x[start:end]), self.y[start:end]
+                xb, yb = model_inputs(self.x[start:end]), self.y[start:end]
             else:
                 # index_select rather than x[batch]: the same gather, 2-3x faster on CPU.
                 batch = idx[start:end]
-                yield model_inputs(self.x.index_select(0, batch)), self.y.index_select(0, batch)
+                xb, yb = model_inputs(self.x.index_select(0, batch)), self.y.index_select(0, batch)
+            yield (random_affine(xb, self.augment, warp) if self.augment else xb), yb
 
 
 class SizedBatches(Sized, Iterable[Batch], Protocol):

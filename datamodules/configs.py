@@ -60,14 +60,22 @@ def hog_feature_size(
     return n_blocks * n_blocks * cells_per_block * cells_per_block * orientations
 
 
-def data_key(cfg: Any) -> tuple[tuple[str, Any], ...]:
-    """The config fields that change the loaded tensors: every field except ``batch_size``.
+# Fields applied to each batch as it is drawn: they leave the loaded tensors alone.
+BATCH_FIELDS = ("batch_size", "augment")
 
-    Used as the in-process cache key, so trials that differ only in batch size share one
-    decoded copy of the data.
+# Strength of the training batches' random shift, rotation and scale (datamodules.augment):
+# 0 is off, 1 shifts by up to 3 px of 28, rotates by up to 15 degrees, scales by 0.9-1.1.
+Augment = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def data_key(cfg: Any) -> tuple[tuple[str, Any], ...]:
+    """The config fields that change the loaded tensors: every field but :data:`BATCH_FIELDS`.
+
+    Used as the in-process cache key, so trials that differ only in batch size or
+    augmentation share one decoded copy of the data.
     """
     return (("type", type(cfg).__name__),) + tuple(
-        (name, getattr(cfg, name)) for name in type(cfg).model_fields if name != "batch_size"
+        (name, getattr(cfg, name)) for name in type(cfg).model_fields if name not in BATCH_FIELDS
     )
 
 
@@ -83,6 +91,7 @@ class IdxConfig(BaseModel):
 
     name: Literal["mnist", "fashion_mnist"] = "mnist"
     batch_size: BatchSize = 128
+    augment: Augment = 0.0
     val_size: ValSize = 10_000
     split_seed: int = 0
 
@@ -155,6 +164,7 @@ class PneumoniaConfig(BaseModel):
 
     name: Literal["pneumonia"] = "pneumonia"
     batch_size: BatchSize = 32
+    augment: Augment = 0.0
     source: Literal["auto", "npz", "folder"] = "auto"
     image_size: Annotated[int, Field(ge=8, le=1024)] = 128
     val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1

@@ -121,6 +121,17 @@ class ClassifierModule(pl.LightningModule):
             return self.loss_fn(logits, targets.to(logits.dtype))
         return self.loss_fn(logits, targets)
 
+    def _train_loss_of(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """The loss the optimizer minimises: :meth:`_loss` with label smoothing, if any."""
+        smoothing = self.optim_cfg.label_smoothing
+        if not smoothing:
+            return self._loss(logits, targets)
+        if self.binary:
+            soft = targets.to(logits.dtype) * (1 - smoothing) + smoothing / 2
+            return self.loss_fn(logits, soft)
+        return nn.functional.cross_entropy(logits, targets, weight=self.loss_fn.weight,
+                                           label_smoothing=smoothing)
+
     # ----------------------------------------------------------------------- training
 
     def _reset_train_totals(self) -> None:
@@ -155,7 +166,7 @@ class ClassifierModule(pl.LightningModule):
     def _train_loss(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         x, y = batch
         logits = self(x)
-        loss = self._loss(logits, y)
+        loss = self._train_loss_of(logits, y)
         self._train_outputs.append((loss.detach(), logits.detach(), y))
         return loss
 

@@ -74,13 +74,17 @@ def _check_activation(name: str) -> str:
 
 
 class OptimConfig(BaseModel):
-    """Optimizer and learning-rate schedule.
+    """Optimizer, learning-rate schedule and label smoothing: how the weights are fitted.
 
     ``rho`` is RMSprop's smoothing constant (torch ``alpha``, Keras ``rho``). ``eps=None`` means
     the per-optimizer default in :data:`DEFAULT_EPS`: 1e-7 for rmsprop (Keras), 1e-8 for
     adam/adamw (torch). ``momentum`` is used by sgd and rmsprop only. ``weight_decay`` is L2 for
     adam/rmsprop/sgd and decoupled for adamw. ``schedule``: ``cosine`` anneals over the run's
     epochs (stepped per epoch); ``onecycle`` peaks at ``lr`` (stepped per batch).
+    ``label_smoothing`` moves that much of each target's probability to a uniform spread over
+    the classes (torch's ``CrossEntropyLoss(label_smoothing=...)``; a binary target y becomes
+    ``y (1 - s) + s / 2``). It shapes the training loss (``train_loss`` too); validation
+    and test losses stay plain.
     """
 
     model_config = CONFIG
@@ -93,6 +97,7 @@ class OptimConfig(BaseModel):
     rho: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
     eps: Annotated[float, Field(gt=0)] | None = None
     schedule: ScheduleName = "none"
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0
 
     @model_validator(mode="after")
     def _nesterov_needs_sgd_momentum(self) -> OptimConfig:
@@ -177,12 +182,18 @@ class CNNConfig(ConvNetConfig):
 
 
 class BinaryCNNConfig(ConvNetConfig):
-    """Binary CNN: one logit for the positive class, sigmoid BCE, decision at ``threshold``."""
+    """Binary CNN: one logit for the positive class, sigmoid BCE, decision at ``threshold``.
+
+    ``threshold_rule``: ``fixed`` tests at ``threshold``; ``youden`` or ``f1`` test at the
+    threshold that maximises Youden's J or the F1 on the validation split, reported beside
+    the figures at ``threshold``. Validation metrics during training stay at ``threshold``.
+    """
 
     binary: ClassVar[bool] = True
 
     family: Literal["binary_cnn"] = "binary_cnn"
     threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    threshold_rule: Literal["fixed", "youden", "f1"] = "fixed"
 
 
 # The union a plain mapping is parsed into: ``family`` picks the class.

@@ -97,3 +97,34 @@ def binary_metrics(scores: ArrayLike, targets: ArrayLike, threshold: float = 0.5
         "specificity": float(_ratio(tn, tn + fp, float("nan"))),
         "confusion": confusion,
     }
+
+
+def choose_threshold(scores: ArrayLike, targets: ArrayLike, rule: str) -> float:
+    """The decision threshold that maximises ``rule`` on these (validation) scores:
+    ``youden`` (sensitivity + specificity - 1) or ``f1`` (of the positive class). Candidates
+    are the midpoints between consecutive distinct scores (``score > threshold`` is
+    positive); ties go to the threshold closest to 0.5."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    scores = np.asarray(scores, dtype=float).ravel()
+    targets = np.asarray(targets).ravel().astype(np.int64)
+    if not 0 < targets.sum() < targets.size:
+        raise ValueError("choosing a threshold needs both classes in the validation split")
+    if rule == "youden":
+        fpr, tpr, cuts = roc_curve(targets, scores)
+        gain = tpr - fpr
+    elif rule == "f1":
+        precision, recall, cuts = precision_recall_curve(targets, scores)
+        gain = _ratio(2 * precision[:-1] * recall[:-1], precision[:-1] + recall[:-1], 0.0)
+    else:
+        raise ValueError(f"threshold rule: must be 'youden' or 'f1', got {rule!r}")
+    # sklearn's cut c predicts positive for score >= c; ours is score > t: the midpoint
+    # between c and the next lower distinct score gives the same predictions.
+    distinct = np.unique(scores)
+    finite = np.isfinite(cuts)
+    gain, cuts = gain[finite], cuts[finite]
+    lower = np.array([distinct[distinct < c].max() if (distinct < c).any() else c - 1e-6
+                      for c in cuts])
+    mids = (cuts + lower) / 2
+    best = np.flatnonzero(gain >= gain.max() - 1e-12)
+    return float(np.clip(mids[best[np.argmin(np.abs(mids[best] - 0.5))]], 1e-6, 1 - 1e-6))

@@ -272,3 +272,16 @@ def test_cli_help_describes_every_retrain_option(capsys):
                  "--seed SEED random seed", "--accelerator {auto,cpu,gpu} where to train",
                  "--train-on {train,train+val} train+val also fits"):
         assert text in out, text
+
+
+def test_a_threshold_chosen_on_validation_is_reported_beside_the_fixed_one():
+    info = _binary_info([0])
+    info["test"] |= {"threshold": 0.3127, "threshold_rule": "youden", "fixed_threshold": 0.5,
+                     "fixed_threshold_accuracy": 0.85, "fixed_threshold_f1": 0.78}
+    text = _report_md(info, "TABLE", binary=True)
+    assert "| threshold | 0.3127 |" in text and "| accuracy | 0.9000 |" in text
+    assert "| accuracy at the fixed threshold 0.5 | 0.8500 |" in text
+    assert "| f1 at the fixed threshold 0.5 | 0.7800 |" in text
+    assert "maximises Youden's J (sensitivity + specificity - 1) on the validation" in text
+    rows = _cells(format_test_results(info))
+    assert ["accuracy at threshold 0.5", "0.8500"] in rows, rows

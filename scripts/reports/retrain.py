@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from datamodules.paths import make_temp_dir
-from lightning_modules.metrics import binary_metrics, metrics_from_confusion
+from lightning_modules.metrics import binary_metrics, choose_threshold, metrics_from_confusion
 from lightning_modules.summary import parameter_table
 from scripts.leaderboard import STATUS_ERRORED, atomic_write_json, read_leaderboard, read_meta
 from scripts.provenance import code_version
@@ -31,7 +31,11 @@ BEST_DIR = "best"
 # thread counts float sums may round differently, so we promise agreement within this.
 REPRODUCE_TOLERANCE = 0.005
 # The scalar test metrics that are repeated per seed and summarised over the seeds.
-SCALAR_TEST_METRICS = ("accuracy", "macro_f1", "f1", "auc", "loss", "sensitivity", "specificity")
+SCALAR_TEST_METRICS = ("accuracy", "macro_f1", "f1", "auc", "loss", "sensitivity", "specificity",
+                       "fixed_threshold_accuracy", "fixed_threshold_f1")
+
+THRESHOLD_RULES = {"youden": "Youden's J (sensitivity + specificity - 1)",
+                   "f1": "the positive class's F1"}
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,10 @@ def format_test_results(info: dict[str, Any]) -> str:
     test = info["test"]
     names = [("accuracy", "accuracy"), ("F1", f1_name(test)), ("AUC", "auc"),
              ("sensitivity", "sensitivity"), ("specificity", "specificity"), ("loss", "loss")]
+    if "fixed_threshold" in test:
+        at = f"at threshold {test['fixed_threshold']:g}"
+        names += [(f"accuracy {at}", "fixed_threshold_accuracy"),
+                  (f"F1 {at}", "fixed_threshold_f1")]
     summary = info.get("summary") or {}
     seeds = info.get("seeds") or [info["config"]["seed"]]
     if len(seeds) == 1:
@@ -193,12 +201,33 @@ def format_test_results(info: dict[str, Any]) -> str:
                         rows, right=(1, 2), title=f"seeds {', '.join(map(str, seeds))}")
 
 
+def validation_scores(module: Any, datamodule: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A binary model's positive-class probabilities on the validation split, and its
+    targets (what the threshold is chosen on)."""
+    import torch
+
+    module.eval()
+    scores, targets = [], []
+    with torch.no_grad():
+        for x, y in datamodule.val_dataloader():
+            scores.append(torch.sigmoid(module(x.to(module.device))).cpu())
+            targets.append(y.cpu())
+    return torch.cat(scores).numpy(), torch.cat(targets).numpy()
+
+
 def test_metrics(result: TrainResult) -> dict[str, Any]:
     module, test = result.module, result.test or {}
     names = list(result.datamodule.class_names)
     out: dict[str, Any] = {"loss": test.get("test_loss")}
     if module.binary:
-        threshold = module.model_cfg.threshold
+        threshold, rule = module.model_cfg.threshold, module.model_cfg.threshold_rule
+        if rule != "fixed":
+            # Beside the figures at the threshold chosen on validation, those at the fixed one.
+            fixed = binary_metrics(module.test_scores, module.test_targets, threshold)
+            out |= {f"fixed_threshold_{k}": fixed[k] for k in ("accuracy", "f1")}
+            out["fixed_threshold"] = threshold
+            out["threshold_rule"] = rule
+            threshold = choose_threshold(*validation_scores(module, result.datamodule), rule)
         b = binary_metrics(module.test_scores, module.test_targets, threshold)
         out |= {k: b[k] for k in ("accuracy", "f1", "auc", "sensitivity", "specificity")}
         out["threshold"] = threshold
@@ -244,6 +273,13 @@ def _report_md(info: dict[str, Any], table: str, binary: bool) -> str:
     keys = ("accuracy", "loss", "f1", "auc", "sensitivity", "specificity", "threshold") if binary \
         else ("accuracy", "loss", "macro_f1")
     lines += [f"| {k} | {test[k]:.4f} |" for k in keys if test.get(k) is not None]
+    if "threshold_rule" in test:
+        lines += [f"| accuracy at the fixed threshold {test['fixed_threshold']:g} | "
+                  f"{test['fixed_threshold_accuracy']:.4f} |",
+                  f"| f1 at the fixed threshold {test['fixed_threshold']:g} | "
+                  f"{test['fixed_threshold_f1']:.4f} |",
+                  "", f"The threshold {test['threshold']:.4f} maximises "
+                  f"{THRESHOLD_RULES[test['threshold_rule']]} on the validation split."]
     if not binary:
         lines += ["", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
         for name, m in test["per_class"].items():

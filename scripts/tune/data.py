@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from datamodules import Splits, TensorDataModule, build_datamodule
-from datamodules.configs import data_key
+from datamodules.configs import BATCH_FIELDS, data_key
 from scripts.tune import internals
 from search_spaces.schema import SearchSpace
 
@@ -51,8 +51,9 @@ class DataHandle:
 
 
 def searched_data_fields(space: SearchSpace) -> list[str]:
-    """Searched parameters that change the decoded tensors (``batch_size`` does not)."""
-    return [p.path for p in space.search if p.section == "data" and p.key != "batch_size"]
+    """Searched parameters that change the decoded tensors (``batch_size`` and ``augment``
+    do not)."""
+    return [p.path for p in space.search if p.section == "data" and p.key not in BATCH_FIELDS]
 
 
 def load_data(space: SearchSpace, data_dir: str) -> TensorDataModule:
