@@ -31,7 +31,7 @@ def _plots(study: optuna.Study, metric: str) -> dict[str, tuple[str, Callable[[]
                                  lambda: optuna_plots.plot_optimization_history(study, **first)),
         "parallel_coordinate": ("Parallel coordinates: every trial's parameters and value",
                                 lambda: optuna_plots.plot_parallel_coordinate(study, **first)),
-        "param_importances": ("Parameter importances (fANOVA over the finished trials)",
+        "param_importances": ("Parameter importances (Optuna's default evaluator)",
                               lambda: optuna_plots.plot_param_importances(study, **first)),
     }
     if several:
@@ -63,6 +63,8 @@ def write_search_report(exp_dir: Path) -> Path:
     for name, (caption, draw) in _plots(study, metric).items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Optuna's notes on few trials per value and matplotlib's on flat axes: not ours.
+            warnings.simplefilter("ignore", UserWarning)
             try:
                 axes = draw()
             except (ValueError, RuntimeError) as exc:  # e.g. importances of one parameter

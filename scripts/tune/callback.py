@@ -29,9 +29,9 @@ WRITE_EVERY_S = 2.0  # while results arrive, the leaderboard is rewritten at mos
 
 
 class LeaderboardCallback(tune.Callback):
-    """Driver-side Tune callback: rewrites the leaderboard when a trial starts, reports its
-    first epoch or finishes (and every few seconds while results arrive), and prints one
-    line per finished trial.
+    """Driver-side Tune callback: rewrites the leaderboard when a trial reports its first
+    epoch or finishes (and every few seconds while results arrive), and prints one line per
+    finished trial.
 
     A finished trial is written at the end of the step that finished it, once Tune's state
     saying so is on disk (:func:`snapshot_on_trial_changes` saves it in that step): what the
@@ -50,7 +50,6 @@ class LeaderboardCallback(tune.Callback):
         self._last_write = 0.0
         self._finished: dict[str, str] = {}  # trial id -> Tune's status, not yet written
         self._started: set[str] = set()
-        self._reported: set[str] = set()
         self._ended: set[str] = set()
 
     @property
@@ -77,14 +76,12 @@ class LeaderboardCallback(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001
         # A trial's first epoch is on the leaderboard at once; later ones every few seconds.
-        first = trial.trial_id not in self._reported
-        self._reported.add(trial.trial_id)
+        first = result.get("training_iteration") == 1
         if first or time.monotonic() - self._last_write > WRITE_EVERY_S:
             self._write(trials)
 
     def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001
         self._started.add(trial.trial_id)
-        self._write(trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001
         self._finished[trial.trial_id] = "TERMINATED"
