@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from datamodules.paths import atomic_write
+from scripts.compute import hours
 from search_spaces.errors import ConfigError
 from search_spaces.schema import SearchSpace
 from search_spaces.trials import sampled_params, trial_config
@@ -144,6 +145,8 @@ def trial_row(
             row[key.removeprefix("best_")] = value
     row["param_count"] = result.get("param_count")
     row["train_time_s"] = result.get("train_time_s")
+    row["train_cpu_h"] = hours(result.get("train_cpu_s"))
+    row["train_gpu_h"] = hours(result.get("train_gpu_s"))
     row["node"] = result.get("node")
     row["node_id"] = result.get("node_id")
     row["device"] = result.get("device")
@@ -323,6 +326,6 @@ def read_leaderboard(exp_dir: Path) -> pd.DataFrame:
 def summary_columns(frame: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
     metrics = [o["metric"] for o in objectives(meta)]
     cols = ["rank", "pareto_rank", "trial_id", "status", *meta["params"], *metrics,
-            "best_epoch", "epochs_run", "param_count", "train_time_s"]
+            "best_epoch", "epochs_run", "param_count", "train_time_s", "train_cpu_h"]
     cols = list(dict.fromkeys(cols))  # param_count or train_time_s may be an objective
     return [c for c in cols if c in frame.columns]

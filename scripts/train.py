@@ -76,16 +76,25 @@ class EpochHistory(pl.Callback):
         self.best_epoch = 0
         self.improved = False
         self._epoch_started = 0.0
+        self._epoch_cpu_started = 0.0
         self.train_time_s = 0.0
+        # Compute spent training: CPU time of this process (times the ranks, which all do
+        # the same work), and GPU time as wall time on each GPU the run held.
+        self.train_cpu_s = 0.0
+        self.train_gpu_s = 0.0
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_started = time.perf_counter()
+        self._epoch_cpu_started = time.process_time()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning runs validation before on_train_epoch_end, so train_* and val_* of
         # this epoch are both in callback_metrics now.
         elapsed = time.perf_counter() - self._epoch_started
         self.train_time_s += elapsed
+        self.train_cpu_s += (time.process_time() - self._epoch_cpu_started) * trainer.world_size
+        if pl_module.device.type == "cuda":
+            self.train_gpu_s += elapsed * trainer.world_size
         metrics = {k: _as_float(v) for k, v in trainer.callback_metrics.items()}
         if self.objective not in metrics:
             raise MetricNotLoggedError(
@@ -109,13 +118,17 @@ class EpochHistory(pl.Callback):
     # Saved in every checkpoint, so a trial resumed from one keeps its earlier epochs and best.
     def state_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "best_value": self.best_value,
-                "best_epoch": self.best_epoch, "train_time_s": self.train_time_s}
+                "best_epoch": self.best_epoch, "train_time_s": self.train_time_s,
+                "train_cpu_s": self.train_cpu_s, "train_gpu_s": self.train_gpu_s}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.epochs = list(state_dict["epochs"])
         self.best_value = state_dict["best_value"]
         self.best_epoch = state_dict["best_epoch"]
         self.train_time_s = state_dict["train_time_s"]
+        # Checkpoints written before compute was counted have none.
+        self.train_cpu_s = state_dict.get("train_cpu_s", 0.0)
+        self.train_gpu_s = state_dict.get("train_gpu_s", 0.0)
 
 
 @dataclass
@@ -128,6 +141,8 @@ class TrainResult:
     param_count: int
     module: ClassifierModule
     datamodule: Any
+    train_cpu_s: float = 0.0
+    train_gpu_s: float = 0.0
     test: dict[str, Any] | None = None
     # The Lightning checkpoint of the trained (and tested) run, with ``keep_checkpoint=True``.
     checkpoint: bytes | None = None
@@ -257,6 +272,8 @@ def train(
         param_count=sum(p.numel() for p in module.parameters()),
         module=module,
         datamodule=datamodule,
+        train_cpu_s=history.train_cpu_s,
+        train_gpu_s=history.train_gpu_s,
     )
     if run_test:
         datamodule.setup("test")

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from scripts.cli import main
+from scripts.compute import runs_compute
 from scripts.reports.compare import compare
 from scripts.reports.retrain import (
     RetrainOptions,
@@ -234,7 +235,7 @@ def test_compare_reports_mean_and_std_over_seeds(tmp_path: Path):
     assert csv["seeds"].to_dict() == {"many": 3, "old": 1, "one": 1, "untrained": 0}
 
     md = (tmp_path / "comparison.md").read_text()
-    assert md.endswith(table)
+    assert table in md.split("## Details")[0]  # the headline table
     header, _, *rows = table.splitlines()
     cols = [c.strip() for c in header.strip("|").split("|")]
     assert "test_acc_std" not in cols and "seeds" in cols
@@ -247,6 +248,42 @@ def test_compare_reports_mean_and_std_over_seeds(tmp_path: Path):
     assert pick["old"]["test_acc"] == "0.9850" and pick["old"]["seeds"] == "1"
     assert pick["one"]["test_auc"] == "0.9400"
     assert pick["untrained"]["test_acc"] == "" and pick["untrained"]["seeds"] == "0"
+
+
+def test_compare_judges_the_mean_against_the_lab_and_the_aim_and_adds_up_compute(
+        tmp_path: Path):
+    def exp_with(name: str, accs: list[float], **meta_extra: Any) -> Path:
+        exp = _experiment(tmp_path, name)
+        meta = json.loads((exp / "sweep.json").read_text()) | meta_extra
+        (exp / "sweep.json").write_text(json.dumps(meta))
+        per_seed = [{"seed": s, "test": {"accuracy": a, "macro_f1": a}, "train_cpu_s": 360.0,
+                     "train_gpu_s": 0.0, "train_time_s": 200.0} for s, a in enumerate(accs)]
+        _write_metrics(exp, {"test": per_seed[0]["test"], "seeds": list(range(len(accs))),
+                             "per_seed": per_seed, "summary": summarize_seeds(per_seed),
+                             "compute": runs_compute(per_seed)})
+        return exp
+
+    # The lab's MNIST MLP best is 0.985, the aim 0.988.
+    exp_with("clear", [0.989, 0.990, 0.991],
+             compute={"sweep_cpu_h": 2.0, "sweep_gpu_h": 0.0, "train_cpu_h": 1.5})
+    exp_with("close", [0.984, 0.986, 0.988],
+             compute={"sweep_cpu_h": 1.0, "sweep_gpu_h": 0.5, "train_cpu_h": 0.8})
+    exp_with("below", [0.980, 0.981])
+    compare(tmp_path)
+    csv = pd.read_csv(tmp_path / "comparison.csv").set_index("experiment")
+    assert csv.loc["clear", ["beats_lab", "clear_of_lab", "reaches_aim"]].tolist() == [
+        True, True, True]
+    assert csv.loc["close", ["beats_lab", "clear_of_lab", "reaches_aim"]].tolist() == [
+        True, False, False]
+    assert csv.loc["below", ["beats_lab", "clear_of_lab"]].tolist() == [False, False]
+    # Three seeds of 360 CPU-seconds each re-trained: 0.3 CPU-hours beside the sweep's.
+    assert csv.loc["clear", "retrain_cpu_h"] == pytest.approx(0.3)
+    assert csv.loc["clear", "total_cpu_h"] == pytest.approx(2.3)
+    assert pd.isna(csv.loc["clear", "gpu_h"]) and csv.loc["close", "gpu_h"] == 0.5
+    assert csv.loc["below", "total_cpu_h"] == pytest.approx(0.2)  # a sweep from before
+    assert "LeCun" in csv.loc["clear", "published"]
+    headline = (tmp_path / "comparison.md").read_text().split("## Details")[0]
+    assert "| clear | 0.9900 ± 0.0010 |" in headline and "| yes | yes |" in headline
 
 
 # --------------------------------------------------------------------------- CLI

@@ -125,6 +125,14 @@ def test_sweep_records_completed_early_stopped_and_errored_trials(
         best["model.hidden"])
     assert best["param_count"] == 784 * 64 + 64 + 64 * 10 + 10
     assert (outcome.exp_dir / "optuna.log").is_file()
+    # Compute: each trial's measured CPU time training, summed in sweep.json beside what the
+    # sweep held (its wall time on the cluster's CPUs); no GPU ran.
+    trained = board[board.epochs_run > 0]
+    assert (trained["train_cpu_h"] > 0).all() and (board["train_gpu_h"].fillna(0) == 0).all()
+    compute = json.loads((outcome.exp_dir / "sweep.json").read_text())["compute"]
+    assert compute["train_cpu_h"] == pytest.approx(board["train_cpu_h"].sum())
+    assert compute["sweep_cpu_h"] >= outcome.wall_time_s / 3600
+    assert compute["sweep_gpu_h"] == 0 and compute["train_gpu_h"] == 0
     # Tune's settings for the sweep were scoped to its fit, not left in the process.
     assert "TUNE_GLOBAL_CHECKPOINT_S" not in os.environ
 
@@ -533,6 +541,9 @@ def test_retrain_with_seeds_summarises_the_test_metrics_over_them(tiny_sweep,
     assert abs(metrics["retrain_value"] - metrics["sweep_value"]) <= REPRODUCE_TOLERANCE
     accs = np.array([e["test"]["accuracy"] for e in metrics["per_seed"]])
     assert len(set(accs)) > 1, "different seeds gave identical runs"
+    assert all(e["train_cpu_s"] > 0 for e in metrics["per_seed"])
+    assert metrics["compute"]["train_cpu_h"] == pytest.approx(
+        sum(e["train_cpu_s"] for e in metrics["per_seed"]) / 3600)
     acc = metrics["summary"]["accuracy"]
     assert acc["n"] == 3
     assert acc["mean"] == pytest.approx(accs.mean())
@@ -550,5 +561,7 @@ def test_retrain_with_seeds_summarises_the_test_metrics_over_them(tiny_sweep,
     assert row["test_acc"] == pytest.approx(accs.mean())
     assert row["test_acc_std"] == pytest.approx(accs.std(ddof=1))
     assert row["seeds"] == 3
+    sweep_h = json.loads((exp_dir / "sweep.json").read_text())["compute"]["sweep_cpu_h"]
+    assert row["total_cpu_h"] == pytest.approx(sweep_h + metrics["compute"]["train_cpu_h"])
     assert f"{accs.mean():.4f} ± {accs.std(ddof=1):.4f}" in (
         exp_dir.parent / "comparison.md").read_text()

@@ -17,6 +17,7 @@ import pandas as pd
 from datamodules.paths import make_temp_dir
 from lightning_modules.metrics import binary_metrics, choose_threshold, metrics_from_confusion
 from lightning_modules.summary import parameter_table
+from scripts.compute import COMPUTE_KEY, runs_compute
 from scripts.leaderboard import STATUS_ERRORED, atomic_write_json, read_leaderboard, read_meta
 from scripts.provenance import code_version
 from scripts.reports import plots
@@ -369,7 +370,8 @@ def train_seeds(cfg: TrainConfig, seeds: Sequence[int], epochs: int, objective: 
         result, test = _train_and_test(replaced(cfg, seed=seed), epochs, objective, opts)
         per_seed.append({"seed": seed, "test": scalar_test(test),
                          "retrain_value": _retrain_value(result, objective["metric"]),
-                         "train_time_s": result.train_time_s})
+                         "train_time_s": result.train_time_s,
+                         "train_cpu_s": result.train_cpu_s, "train_gpu_s": result.train_gpu_s})
         first = first or (result, test)
     assert first is not None  # retrain_seeds gives at least one seed
     return first[0], first[1], per_seed
@@ -419,5 +421,6 @@ def retrain(exp_dir: Path, opts: RetrainOptions) -> Path:
         "seeds": seeds,
         "per_seed": per_seed,
         "summary": summarize_seeds(per_seed),
+        COMPUTE_KEY: runs_compute(per_seed),
     }
     return _swap_in(exp_dir, result, info) / "report.md"

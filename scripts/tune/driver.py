@@ -17,6 +17,7 @@ from ray.tune.error import TuneError
 from ray.tune.search import ConcurrencyLimiter
 
 from datamodules.paths import resolve_data_dir
+from scripts.compute import COMPUTE_KEY, sweep_compute
 from scripts.experiment_folder import check_name, disk_space_problem, experiment_lock
 from scripts.leaderboard import (
     FINISHED_STATUSES,
@@ -279,8 +280,11 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
     elapsed = time.monotonic() - started
     meta = read_meta(exp_dir)
     meta["wall_time_s"] = float(meta.get("wall_time_s", 0.0)) + elapsed
-    atomic_write_json(exp_dir / SWEEP_META, meta)
     board = exp_dir / LEADERBOARD
+    gpus_held = summary["gpus"] if space.resources.gpus_per_trial > 0 else 0.0
+    meta[COMPUTE_KEY] = sweep_compute(meta.get(COMPUTE_KEY), elapsed, summary["cpus"], gpus_held,
+                                      read_leaderboard(exp_dir) if board.is_file() else None)
+    atomic_write_json(exp_dir / SWEEP_META, meta)
     # Tune catches Ctrl-C itself and returns normally: a sweep that ended short of its
     # trials (with no time budget to explain it) or with unfinished ones was stopped.
     interrupted = interrupted or disk_guard.problem is not None or _ended_short(exp_dir, space)

@@ -81,6 +81,8 @@ class TuneReporter(pl.Callback):
             "best_value": history.best_value,
             "best_epoch": history.best_epoch,
             "train_time_s": history.train_time_s,
+            "train_cpu_s": history.train_cpu_s,
+            "train_gpu_s": history.train_gpu_s,
             "param_count": sum(p.numel() for p in pl_module.parameters()),
             "device": _device_name(),
             # Tune's own timestamp is in whole seconds; `hpsearch bench` needs trial timelines.
