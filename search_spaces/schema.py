@@ -516,6 +516,14 @@ def _parse_start_points(raw: Any, space: SearchSpace) -> tuple[dict[str, Any], .
                 raise ConfigError(f"start_points[{i}].{path}: not a searched parameter")
             if isinstance(known[path].dist, ListDist) and not isinstance(value, list):
                 raise ConfigError(f"start_points[{i}].{path}: expected a list, got {value!r}")
+            # Optuna would refuse it only once the sweep has started and written its folder
+            # (a number outside a range it takes, with a warning).
+            dist = known[path].dist
+            choice = dist.each if isinstance(dist, ListDist) else dist
+            values = value if isinstance(dist, ListDist) else [value]
+            if isinstance(choice, ChoiceDist) and any(v not in choice.values for v in values):
+                raise ConfigError(f"start_points[{i}].{path}: {value!r} is not one of "
+                                  f"{list(choice.values)}")
         points.append(dict(point))
     return tuple(points)
 

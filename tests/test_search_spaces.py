@@ -149,6 +149,8 @@ def test_a_valid_space_parses():
         ({"experiment": DELETE}, r"x.yaml: experiment: missing"),
         ({"objective": {"metric": "val_acc", "mode": "up"}}, r"objective.mode: must be one of"),
         ({"start_points": [{"model.widths": [3]}]}, r"start_points\[0\].model.widths: not a"),
+        ({"start_points": [{"optimizer.name": "adamw"}]},
+         r"start_points\[0\].optimizer.name: 'adamw' is not one of \['adam', 'sgd'\]"),
     ],
 )
 def test_validation_errors_name_file_key_and_problem(changes, message):
