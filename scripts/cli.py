@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -58,6 +59,21 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``3m``, ``1h30m`` or ``2.5m``."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise argparse.ArgumentTypeError(f"{text!r}: not a duration (e.g. 90s, 3m, 1h30m)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    value = hours * 3600 + minutes * 60 + seconds
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be longer than 0 s")
+    return value
+
+
 def _existing_dir(text: str) -> str:
     if not Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text}: no such directory")
@@ -71,6 +87,7 @@ _FLAG_TYPES: dict[str, dict[str, Any]] = {
     "non_negative_int": {"type": _non_negative_int},
     "path": {"type": Path},
     "existing_dir": {"type": _existing_dir},
+    "duration": {"type": _duration},
     "flag": {"action": "store_true"},
     "on_off": {"action": argparse.BooleanOptionalAction},
 }
@@ -208,12 +225,33 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"No trial has reported {metric} yet.")
     print(f"Sweep wall time {outcome.wall_time_s:.1f} s")
     print(f"Leaderboard: {outcome.leaderboard}")
+    if best and not outcome.stopped_because:
+        _say_next(outcome.exp_dir)
     if outcome.stopped_because:
         print(f"hpsearch: error: {outcome.stopped_because}: the sweep stopped with its state "
               f"saved; free some space, then resume with: {resume_command(args.space, opts)}",
               file=sys.stderr)
         return 1
     return 130 if outcome.interrupted else 0
+
+
+def _say_next(exp_dir: Path) -> None:
+    """The commands a user runs after a sweep, on this sweep's folder."""
+    import shlex
+
+    try:
+        shown = exp_dir.relative_to(Path.cwd())
+    except ValueError:
+        shown = exp_dir
+    folder = shlex.quote(str(shown))
+    commands = {f"hpsearch {c} {folder}": what for c, what in (
+        ("leaderboard", "the top trials"),
+        ("report", "search.md: history, importances, early-stopping rungs"),
+        ("retrain", "re-train the best trial and test it, with a report"))}
+    width = max(map(len, commands))
+    print("Next:")
+    for command, what in commands.items():
+        print(f"  {command:<{width}}  # {what}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

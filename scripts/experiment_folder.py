@@ -103,6 +103,22 @@ def lock_holder(exp_dir: Path) -> str | None:
     return None
 
 
+def processes_using(exp_dir: Path) -> list[int]:
+    """Pids of this host's processes with a file open inside ``exp_dir`` (the lock file
+    aside): what may still write there, whoever holds the folder."""
+    import psutil
+
+    root, lock, pids = Path(exp_dir).resolve(), str(Path(exp_dir).resolve() / LOCK_FILE), []
+    for proc in psutil.process_iter():
+        try:
+            paths = [f.path for f in proc.open_files()]
+        except (psutil.Error, OSError):
+            continue
+        if any(p != lock and Path(p).is_relative_to(root) for p in paths):
+            pids.append(proc.pid)
+    return pids
+
+
 def _acquire(fd: int, exp_dir: Path, path: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

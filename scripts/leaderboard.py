@@ -20,6 +20,7 @@ import pandas as pd
 
 from datamodules.paths import atomic_write
 from scripts.compute import hours
+from scripts.uris import join_uri
 from search_spaces.errors import ConfigError
 from search_spaces.schema import SearchSpace
 from search_spaces.trials import sampled_params, trial_config
@@ -302,13 +303,18 @@ def write_pareto_plot(exp_dir: Path, meta: Mapping[str, Any]) -> Path | None:
     return path
 
 
-def ray_experiment_path(exp_dir: Path, meta: Mapping[str, Any]) -> str:
-    """Where Ray keeps the experiment: ``results/NAME/ray``, or ``STORAGE/NAME/ray`` for a
-    sweep run with ``--storage`` (a shared path or a URI such as ``s3://…``)."""
+def ray_storage_path(exp_dir: Path, meta: Mapping[str, Any]) -> str:
+    """The folder Ray's experiment is kept in: ``results/NAME``, or ``STORAGE/NAME`` for a
+    sweep run with ``--storage`` (a shared path or a URI such as ``s3://…``, whose query, if
+    any, stays at the end)."""
     storage = meta.get("storage")
     # Absolute: Ray reads a relative path as a URI with no scheme.
-    return (f"{storage}/{meta['experiment']}/{RAY_DIR}" if storage
-            else str(Path(exp_dir).resolve() / RAY_DIR))
+    return join_uri(storage, meta["experiment"]) if storage else str(Path(exp_dir).resolve())
+
+
+def ray_experiment_path(exp_dir: Path, meta: Mapping[str, Any]) -> str:
+    """Where Ray keeps the experiment: :func:`ray_storage_path` plus ``ray``."""
+    return join_uri(ray_storage_path(exp_dir, meta), RAY_DIR)
 
 
 def read_leaderboard(exp_dir: Path) -> pd.DataFrame:

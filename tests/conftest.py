@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,40 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Fixtures that start Ray or read the real datasets (directly or through another fixture):
+# a test using one must be marked slow, so `make test-fast` (-m "not slow") runs none.
+HEAVY_FIXTURES = frozenset({"real_data_dir", "ray_session", "s3_server"})
+
+
+def unmarked_heavy_tests(items: list[pytest.Item]) -> list[str]:
+    """The tests among ``items`` that use a heavy fixture without the ``slow`` marker."""
+    return [f"{item.nodeid} (uses {', '.join(sorted(HEAVY_FIXTURES & set(item.fixturenames)))})"
+            for item in items
+            if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ()))
+            and item.get_closest_marker("slow") is None]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = unmarked_heavy_tests(items)
+    if unmarked:
+        raise pytest.UsageError("tests that start Ray or read the real datasets must be "
+                                f"marked slow: {'; '.join(unmarked)}")
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_use_no_ray_and_no_real_data(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory
+):
+    """A test not marked slow sees no real datasets, and fails if it starts Ray."""
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(tmp_path_factory.getbasetemp() / "no-real-data"))
+    ray_before = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    yield
+    if not ray_before and "ray" in sys.modules:
+        assert not sys.modules["ray"].is_initialized(), (
+            f"{request.node.nodeid} started Ray: mark it slow")
 
 
 def shared_datasets() -> Path:

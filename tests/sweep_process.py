@@ -8,8 +8,40 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_TIMEOUT_S = 300
+# What may write into the experiment folder after a driver is killed: Ray's workers (the
+# trials) and the local Ray's raylet and GCS. Ray's dashboard and runtime-env agents
+# (ray::DashboardAgent, ray::RuntimeEnvAgent) live on for a while but write only to Ray's
+# own session folder.
+WRITERS = ("default_worker", "ray::", "raylet", "gcs_server")
+NOT_WRITERS = ("Agent",)
+SETTLE_TIMEOUT_S = 10.0  # the guarantee: a killed sweep's writers are gone within 10 s
+
+
+def sweep_writers(pid: int) -> list[psutil.Process]:
+    """The processes started by the sweep of driver ``pid`` that may write its folder."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for child in children:
+        try:
+            text = " ".join(child.cmdline()) or child.name()
+        except psutil.Error:
+            continue
+        if any(w in text for w in WRITERS) and not any(w in text for w in NOT_WRITERS):
+            found.append(child)
+    return found
+
+
+def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until ``procs`` have all exited; returns those still alive after ``timeout``."""
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return alive
 
 
 class Sweep:
@@ -51,6 +83,12 @@ class Sweep:
         return rc
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        """SIGKILL the driver, then wait until the processes of its sweep that could write
+        into the folder are gone (a test may then copy, snapshot or resume it)."""
+        if self.proc.poll() is not None:
+            return
+        writers = sweep_writers(self.proc.pid)
+        self.proc.kill()
+        self.proc.wait()
+        alive = wait_gone(writers, SETTLE_TIMEOUT_S)
+        assert not alive, f"still running {SETTLE_TIMEOUT_S:g} s after the kill: {alive}"

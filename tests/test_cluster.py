@@ -293,6 +293,7 @@ def _wait_for_epochs(sweep: Sweep, exp_ray_dir: Path, n: int, timeout: float) ->
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_sweep_runs_trials_on_both_nodes_with_shipped_data(
     cluster: LocalCluster, mnist_subset_dir: Path, tmp_path: Path
 ):
@@ -340,6 +341,7 @@ def test_sweep_runs_trials_on_both_nodes_with_shipped_data(
     print(f"two-node sweep: {json.dumps(figures)}")
 
 
+@pytest.mark.slow
 def test_a_two_node_sweep_in_s3_is_killed_and_resumed(
     cluster: LocalCluster, s3_server, mnist_subset_dir: Path, tmp_path: Path  # noqa: ANN001
 ):
@@ -373,6 +375,7 @@ def test_a_two_node_sweep_in_s3_is_killed_and_resumed(
     assert not (exp_dir / "ray").exists()
 
 
+@pytest.mark.slow
 def test_data_parallel_trial_spans_both_nodes(
     cluster: LocalCluster, mnist_subset_dir: Path, tmp_path: Path
 ):
@@ -403,6 +406,7 @@ def test_data_parallel_trial_spans_both_nodes(
     assert {r["workers"] for r in results} == {2}
 
 
+@pytest.mark.slow
 def test_node_loss_retries_the_trial_and_loses_nothing(
     cluster: LocalCluster, mnist_subset_dir: Path, tmp_path: Path
 ):
@@ -443,6 +447,7 @@ def test_node_loss_retries_the_trial_and_loses_nothing(
     _assert_continued_from_checkpoint(rows, SPACE["budget"]["max_epochs"])
 
 
+@pytest.mark.slow
 def test_node_loss_resumes_a_data_parallel_trial_from_its_checkpoint(
     cluster: LocalCluster, mnist_subset_dir: Path, tmp_path: Path
 ):

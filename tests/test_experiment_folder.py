@@ -132,7 +132,8 @@ def test_an_objective_the_model_never_logs_is_refused_with_the_valid_names():
 def test_the_resume_hint_is_the_command_with_every_flag_given():
     parser = build_parser()
     argv = ["sweep", "my space.yaml", "--results-dir", "out", "--name", "n1", "--storage",
-            "s3://b/p", "--address", "auto", "--no-ship-data", "--num-samples", "7"]
+            "s3://b/p", "--address", "auto", "--no-ship-data", "--num-samples", "7",
+            "--time-budget", "2m30s"]
     args = parser.parse_args(argv)
     opts = SweepOptions(**{f.name: getattr(args, f.name) for _, f in sweep_flags()})
     hint = resume_command(args.space, opts)
@@ -142,6 +143,45 @@ def test_the_resume_hint_is_the_command_with_every_flag_given():
     for _, f in sweep_flags():
         expected = True if f.name == "resume" else getattr(args, f.name)
         assert getattr(again, f.name) == expected, f.name
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("3m", 180.0),
+                                               ("1h30m", 5400.0), ("2.5m", 150.0)])
+def test_a_time_budget_is_a_duration(text: str, seconds: float):
+    args = build_parser().parse_args(["sweep", "x.yaml", "--time-budget", text])
+    assert args.time_budget == seconds
+
+
+@pytest.mark.parametrize("text", ["3 minutes", "0s", "m", ""])
+def test_a_time_budget_that_is_no_duration_is_refused(text: str, capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["sweep", "x.yaml", "--time-budget", text])
+    assert stop.value.code == 2 and "--time-budget" in capsys.readouterr().err
+
+
+def test_the_time_budget_overrides_the_file_s_and_a_resume_may_change_it():
+    from scripts.tune.options import PER_RUN, apply_overrides
+
+    space = parse_space({**SPACE, "budget": {"time_budget_s": 600}}, "unit.yaml")
+    assert apply_overrides(space, SweepOptions(time_budget=180.0)).budget.time_budget_s == 180
+    assert apply_overrides(space, SweepOptions()).budget.time_budget_s == 600
+    assert "time_budget" in PER_RUN
+
+
+def test_a_storage_uri_keeps_its_query_at_the_end_of_every_derived_path():
+    from scripts.leaderboard import ray_experiment_path, ray_storage_path
+    from scripts.uris import join_uri
+
+    uri = "s3://bucket/sweeps?endpoint_override=127.0.0.1:9000&scheme=http"
+    meta = {"storage": uri, "experiment": "exp"}
+    assert ray_storage_path(Path("r/exp"), meta) == (
+        "s3://bucket/sweeps/exp?endpoint_override=127.0.0.1:9000&scheme=http")
+    assert ray_experiment_path(Path("r/exp"), meta) == (
+        "s3://bucket/sweeps/exp/ray?endpoint_override=127.0.0.1:9000&scheme=http")
+    assert join_uri("s3://bucket?region=x", "a", "b") == "s3://bucket/a/b?region=x"
+    assert join_uri("/mnt/shared/", "exp") == "/mnt/shared/exp"
+    local = ray_experiment_path(Path("r/exp"), {"experiment": "exp"})
+    assert local == str(Path("r/exp").resolve() / "ray")
 
 
 def test_a_negative_max_failures_is_refused_by_the_command_line(capsys):

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from optuna.trial import TrialState
-from sweep_process import REPO, Sweep
+from sweep_process import REPO, SETTLE_TIMEOUT_S, Sweep, sweep_writers, wait_gone
 
 from scripts.leaderboard import LEADERBOARD
 from scripts.study import load_study
@@ -269,3 +269,37 @@ def test_ctrl_c_prints_a_resume_command_that_works_as_printed(
     kept = board.loc[finished_before.index, ["val_acc", "train_time_s"]]
     assert kept.equals(finished_before[["val_acc", "train_time_s"]])  # not re-run
     _assert_study_matches(exp_dir, board)
+
+
+def test_a_killed_driver_s_folder_is_still_from_10_s_after_the_kill(
+    mnist_subset_dir: Path, tmp_path: Path
+):
+    # Big layers and small batches: epochs of about a second, each improving one saving a
+    # checkpoint of some 30 MB, so the kill lands mid-epoch with a write due at its end.
+    raw = {**SPACE, "data": {"name": "mnist", "val_size": 500, "batch_size": 16},
+           "model": {"family": "mlp", "hidden": [2048, 1024]},
+           "budget": {"num_samples": 2, "max_epochs": 40, "grace_period": 40},
+           "resources": {"cpus_per_trial": 1, "max_concurrent": 2}}
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump(raw))
+    exp_dir = tmp_path / "results" / "faults"
+    sweep = _sweep(str(tmp_path / "big.yaml"), "--results-dir", str(tmp_path / "results"),
+                   "--data-dir", str(mnist_subset_dir))
+    deadline = time.monotonic() + 240
+    while not any(n >= 2 for n in _epochs_reported(exp_dir).values()):
+        assert sweep.proc.poll() is None and time.monotonic() < deadline, sweep.output
+        time.sleep(0.02)
+    writers = sweep_writers(sweep.proc.pid)
+    assert any("ray::" in " ".join(p.cmdline()) for p in writers), writers  # the trials
+    os.kill(sweep.proc.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    sweep.proc.wait()
+    assert not wait_gone(writers, SETTLE_TIMEOUT_S)  # the sweep's processes die with it
+
+    # The guarantee itself is in time: the folder as it is 10 s after the kill stays so.
+    time.sleep(max(0.0, killed + 10 - time.monotonic()))
+    settled = _snapshot(exp_dir)
+    assert any(name.endswith("model.ckpt") for name in settled)
+    status = _run("status", str(exp_dir), timeout=60)
+    assert "not running" in status.stdout and "files open" not in status.stdout, status.stdout
+    time.sleep(max(0.0, killed + 40 - time.monotonic()))
+    assert _snapshot(exp_dir) == settled

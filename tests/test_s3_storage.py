@@ -41,16 +41,28 @@ def _s3_fs(env: dict[str, str]) -> pyarrow.fs.S3FileSystem:
                                    region="us-east-1")
 
 
-def test_a_sweep_in_s3_is_killed_resumed_rebuilt_and_retrained(
-    s3_server, mnist_subset_dir: Path, tmp_path: Path
-):
-    bucket = s3_server.make_bucket("sweeps")
+def _storage(s3_server, form: str, bucket: str) -> tuple[str, dict[str, str]]:  # noqa: ANN001
+    """``--storage`` and the environment, in each of the two forms a user may write: the
+    endpoint in ``AWS_ENDPOINT_URL``, or in the URI's query (as pyarrow and Ray document)."""
     env = {**os.environ, **s3_server.env(), "PYTHONUNBUFFERED": "1"}
+    if form == "env":
+        return f"s3://{bucket}/hp", env
+    env.pop("AWS_ENDPOINT_URL")
+    return (f"s3://{bucket}/hp?endpoint_override=127.0.0.1:{s3_server.port}&scheme=http",
+            env)
+
+
+@pytest.mark.parametrize("form", ["env", "query"])
+def test_a_sweep_in_s3_is_killed_resumed_rebuilt_and_retrained(
+    s3_server, mnist_subset_dir: Path, tmp_path: Path, form: str
+):
+    bucket = s3_server.make_bucket(f"sweeps-{form}")
+    storage, env = _storage(s3_server, form, bucket)
     space = tmp_path / "s3.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     results = tmp_path / "results"
     args = [str(space), "--results-dir", str(results), "--data-dir", str(mnist_subset_dir),
-            "--storage", f"s3://{bucket}/hp"]
+            "--storage", storage]
     exp_dir = results / "s3sweep"
 
     sweep = Sweep(args, env)
@@ -91,3 +103,19 @@ def test_a_sweep_in_s3_is_killed_resumed_rebuilt_and_retrained(
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert retrained.returncode == 0, retrained.stdout + retrained.stderr
     assert (exp_dir / "best" / "metrics.json").is_file()
+
+
+def test_a_storage_uri_no_file_system_takes_is_one_line_and_leaves_no_folder(
+    mnist_subset_dir: Path, tmp_path: Path
+):
+    space = tmp_path / "s3.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    proc = subprocess.run(
+        [sys.executable, "-m", "scripts.cli", "sweep", str(space), "--results-dir",
+         str(tmp_path / "results"), "--data-dir", str(mnist_subset_dir), "--storage",
+         "s3://b/hp?endpoint_override=127.0.0.1:9&scheme=ftp"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Invalid S3 connection scheme 'ftp'" in lines[0], proc.stderr
+    assert not (tmp_path / "results").exists()

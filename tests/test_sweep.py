@@ -4,6 +4,7 @@ interrupt-and-resume, and the CLI's error handling."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -358,6 +359,32 @@ def test_total_epochs_ends_the_sweep_once_its_trials_trained_that_many(
     assert board.epochs_run.sum() == 5 and len(board) == 3, board
     assert sorted(board.status) == ["completed", "completed", "early-stopped"]
     assert not outcome.interrupted  # a spent budget is not an interruption
+
+
+def test_a_time_budget_stops_the_sweep_keeping_its_trials_and_a_resume_goes_on(
+    ray_session, mnist_subset_dir: Path, tmp_path: Path
+):
+    raw = json.loads(json.dumps(SMALL_MLP))
+    raw["experiment"] = "time_budget"
+    raw.pop("start_points")
+    raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
+    # Trials far longer than the budget: the one running when time is up is stopped.
+    raw["budget"] = {"num_samples": 20, "max_epochs": 400, "grace_period": 400}
+    opts = SweepOptions(results_dir=tmp_path, data_dir=str(mnist_subset_dir), quiet=True,
+                        time_budget=10.0)
+    outcome = run_sweep(parse_space(raw, "budget.yaml"), raw, opts)
+    first = pd.read_csv(outcome.leaderboard, dtype={"trial_id": str})
+    assert not outcome.interrupted and outcome.wall_time_s < 60
+    assert len(first) >= 1 and (first.epochs_run < 400).all(), first
+    assert set(first.status) <= {"early-stopped"}, first  # stopped, row and value kept
+    assert first.val_acc.notna().all()
+
+    again = run_sweep(parse_space(raw, "budget.yaml"), raw,
+                      dataclasses.replace(opts, resume=True))
+    board = pd.read_csv(again.leaderboard, dtype={"trial_id": str}).set_index("trial_id")
+    assert len(board) > len(first)  # the resumed run went on with new trials
+    kept = board.loc[first.trial_id]
+    assert list(kept.val_acc) == list(first.val_acc) and set(kept.status) == {"early-stopped"}
 
 
 def _cli(*args: str) -> list[str]:

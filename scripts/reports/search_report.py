@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,64 @@ def _plots(study: optuna.Study, metric: str) -> dict[str, tuple[str, Callable[[]
     return drawn
 
 
+# Plots whose y-axis is the objective, clipped to the band where the search decided.
+FOCUSED = ("optimization_history", "intermediate_values")
+
+
+@dataclass(frozen=True)
+class Focus:
+    """A y-range that leaves out the far outliers (a diverged trial at 0.1 beside a search
+    deciding between 0.97 and 0.99), and what it leaves out."""
+
+    low: float
+    high: float
+    left_out: int  # trials with a value outside the range
+    worst: float | None  # the farthest value left out
+
+    def note(self, metric: str) -> str:
+        if not self.left_out:
+            return ""
+        return (f" The y-axis shows {metric} from {self.low:.4g} to {self.high:.4g}; "
+                f"{self.left_out} trial(s) had values far outside it (as far as "
+                f"{self.worst:.4g}) and leave the plot there.")
+
+
+FENCE = 3.0  # far outliers: beyond 3 interquartile ranges from the quartiles (Tukey)
+ZOOM = 10.0  # ... left out only where they stretch the axis tenfold or more
+
+
+def plotted_values(trials: list[optuna.trial.FrozenTrial], plot: str) -> list[list[float]]:
+    """Per trial, the values ``plot`` draws: every epoch's for the intermediate values, the
+    final value of each completed trial for the history (Optuna leaves pruned ones out)."""
+    if plot == "optimization_history":
+        return [[t.value] for t in trials if t.state == TrialState.COMPLETE]
+    return [list(t.intermediate_values.values()) for t in trials]
+
+
+def focus_range(curves: list[list[float]]) -> Focus | None:
+    """The y-range of :class:`Focus` for the trials' ``curves`` of values: every value but
+    the far outliers, with a margin. None where leaving them out would not zoom in at least
+    :data:`ZOOM` times (or with fewer than 8 values): then Optuna's own range stands."""
+    import numpy as np
+
+    values = np.array([v for c in curves for v in c], dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < 8:
+        return None
+    q1, q3 = np.percentile(values, [25, 75])
+    fence_low, fence_high = q1 - FENCE * (q3 - q1), q3 + FENCE * (q3 - q1)
+    kept = values[(values >= fence_low) & (values <= fence_high)]
+    span, kept_span = values.max() - values.min(), kept.max() - kept.min()
+    if len(kept) == len(values) or span < ZOOM * kept_span:
+        return None  # nothing left out, or too little gained by leaving it out
+    pad = 0.05 * (kept.max() - kept.min() or abs(kept.max()) or 1.0)
+    low, high = float(kept.min() - pad), float(kept.max() + pad)
+    outside = [v for c in curves for v in c if not low <= v <= high]
+    left_out = sum(any(not low <= v <= high for v in c) for c in curves)
+    worst = max(outside, key=lambda v: max(low - v, v - high))
+    return Focus(low, high, left_out, float(worst))
+
+
 def write_search_report(exp_dir: Path) -> Path:
     """``results/<exp>/search.md`` and its PNGs in ``search/``; returns the report's path."""
     meta = read_meta(exp_dir)
@@ -70,10 +129,22 @@ def write_search_report(exp_dir: Path) -> Path:
             except (ValueError, RuntimeError) as exc:  # e.g. importances of one parameter
                 lines += [f"## {caption}", "", f"Not drawn: {exc}", ""]
                 continue
-        figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+        axis = axes.flat[0] if hasattr(axes, "flat") else axes
+        note = ""
+        focus = focus_range(plotted_values(told, name)) if (
+            name in FOCUSED and len(study.directions) == 1) else None
+        if focus is not None:
+            axis.set_ylim(focus.low, focus.high)
+            note = focus.note(metric)
+            if note:
+                axis.set_title(f"{axis.get_title()} ({focus.left_out} trial(s) off the "
+                               "axis: see search.md)", fontsize=10)
+        figure = axis.get_figure()
         figure.set_size_inches(9, 5.5)
         plots.save(figure, out / f"{name}.png")
         lines += [f"## {caption}", "", f"![{name}]({SEARCH_PLOTS}/{name}.png)", ""]
+        if note:
+            lines[-1:-1] = ["", note.strip()]
     report = exp_dir / SEARCH_REPORT
     atomic_write_text(report, "\n".join(lines))
     return report

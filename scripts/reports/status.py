@@ -16,7 +16,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from scripts.experiment_folder import lock_holder
+from scripts.experiment_folder import lock_holder, processes_using
 from scripts.leaderboard import (
     FINISHED_STATUSES,
     LEADERBOARD,
@@ -39,7 +39,26 @@ class SweepState:
     metric: str
     params: list[str]
     elapsed_s: float
-    eta_s: float | None  # None until a trial has finished
+    left: TimeLeft | None  # None until a trial has trained an epoch
+
+
+@dataclass(frozen=True)
+class TimeLeft:
+    """What remains of the sweep: between ``low_s`` and ``high_s`` seconds. ``capped``: the
+    time budget, not the trials, sets ``high_s``."""
+
+    low_s: float
+    high_s: float
+    capped: bool = False
+
+    def text(self) -> str:
+        if self.capped:
+            return f"at most {_clock(self.high_s)} left (time budget)"
+        if self.high_s - self.low_s <= max(5.0, 0.15 * self.high_s):
+            return f"about {_clock(self.high_s)} left"
+        if self.low_s < 1.0:
+            return f"at most {_clock(self.high_s)} left"
+        return f"{_clock(self.low_s)}-{_clock(self.high_s)} left"
 
 
 def _value(x: Any) -> float | None:
@@ -55,12 +74,69 @@ def sweep_state(board: pd.DataFrame, meta: Mapping[str, Any], elapsed_s: float) 
                for r in board.itertuples() if r.status == STATUS_RUNNING]
     scored = board[board[metric].notna()] if metric in board.columns else board.iloc[:0]
     best = scored.iloc[0].to_dict() if len(scored) else None
-    finished = sum(counts.get(s, 0) for s in FINISHED_STATUSES)
     num_samples = int(meta["num_samples"])
-    left = max(0, num_samples - finished)
-    eta = elapsed_s / finished * left if finished and left else None
     return SweepState(counts, running, best, num_samples, int(meta["max_epochs"]), metric,
-                      list(meta.get("params", [])), elapsed_s, eta)
+                      list(meta.get("params", [])), elapsed_s,
+                      time_left(board, meta, elapsed_s))
+
+
+def _budget(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The sweep's budget: its file's, with the command line's overrides."""
+    budget = dict((meta.get("space") or {}).get("budget") or {})
+    overrides = meta.get("overrides") or {}
+    if "time_budget" in overrides:
+        budget["time_budget_s"] = overrides["time_budget"]
+    return budget
+
+
+def _rungs(meta: Mapping[str, Any], max_epochs: int) -> list[int]:
+    """The epochs at which the scheduler may stop a trial ([] where it never does, or at
+    any epoch)."""
+    scheduler = (meta.get("scheduler") or {}).get("name", "asha")
+    if scheduler == "none":
+        return []
+    budget = _budget(meta)
+    grace = min(int(budget.get("grace_period", 1)), max_epochs)
+    if scheduler != "asha":
+        return list(range(grace, max_epochs + 1))
+    factor, rungs = int(budget.get("reduction_factor", 2)), [grace]
+    while rungs[-1] * factor < max_epochs:
+        rungs.append(rungs[-1] * factor)
+    return rungs
+
+
+def time_left(board: pd.DataFrame, meta: Mapping[str, Any], elapsed_s: float) -> TimeLeft | None:
+    """The time the sweep has left, from the epochs its running and unstarted trials can
+    still train (at most ``max_epochs`` each; at least up to the scheduler's next rung) at
+    the pace its trials have trained so far. None before any epoch was trained."""
+    epochs_run = board["epochs_run"].fillna(0).astype(int) if "epochs_run" in board else []
+    done = int(sum(epochs_run))
+    if done == 0 or elapsed_s <= 0:
+        return None
+    max_epochs, num_samples = int(meta["max_epochs"]), int(meta["num_samples"])
+    rungs = _rungs(meta, max_epochs)
+    running = [int(e) for e, s in zip(epochs_run, board["status"], strict=True)
+               if s == STATUS_RUNNING]
+    unstarted = max(0, num_samples - len(board))
+    # Most: every trial runs to max_epochs. Least: each stops at its next rung.
+    high = [max_epochs - e for e in running] + [max_epochs] * unstarted
+    low = [next((r for r in rungs if r > e), max_epochs) - e if e not in rungs else 0
+           for e in running] + [rungs[0] if rungs else max_epochs] * unstarted
+    budget = _budget(meta)
+    if budget.get("total_epochs"):
+        cap = max(0, int(budget["total_epochs"]) - done)
+        low, high = [min(sum(low), cap)], [min(sum(high), cap)]
+    slots = max(1, len(running))
+    epoch_s = elapsed_s * slots / done  # one epoch of one trial, at the pace so far
+    high_s = (sum(high) / slots + max(high, default=0) * (1 - 1 / slots)) * epoch_s
+    low_s = max(sum(low) / slots, max(low, default=0)) * epoch_s
+    limit = budget.get("time_budget_s")
+    if limit:  # a limit of each run: earlier runs of a resumed sweep do not count
+        run_elapsed_s = elapsed_s - float(meta.get("wall_time_s", 0.0))
+        remaining = max(0.0, float(limit) - run_elapsed_s)
+        if remaining < high_s:
+            return TimeLeft(min(low_s, remaining), remaining, capped=True)
+    return TimeLeft(low_s, high_s)
 
 
 def _clock(seconds: float) -> str:
@@ -73,7 +149,9 @@ def headline(state: SweepState) -> str:
     """One line: trials by status, elapsed time and the estimate of what remains."""
     order = ["running", "completed", "early-stopped", "errored", "interrupted", "pending"]
     parts = [f"{state.counts[s]} {s}" for s in order if state.counts.get(s)]
-    eta = f", about {_clock(state.eta_s)} left" if state.eta_s is not None else ""
+    finished = sum(state.counts.get(s, 0) for s in FINISHED_STATUSES)
+    left = state.left
+    eta = "" if left is None or finished >= state.num_samples else f", {left.text()}"
     return (f"{sum(state.counts.values())}/{state.num_samples} trials: "
             f"{', '.join(parts) or 'none started'}; {_clock(state.elapsed_s)} elapsed{eta}")
 
@@ -137,4 +215,9 @@ def folder_status(exp_dir: Path) -> Group:
     """What ``hpsearch status`` shows: the table, and whether a sweep is running it."""
     state, holder = folder_state(exp_dir)
     running = f"running ({holder})" if holder else "not running"
+    if holder is None:
+        users = processes_using(exp_dir)
+        if users:
+            running += (f", but {len(users)} process(es) still have files open in it (pid "
+                        f"{', '.join(map(str, users))}): wait before copying or resuming it")
     return Group(Text(f"{exp_dir}: {running}"), render(state))

@@ -121,3 +121,24 @@ def rebuild_leaderboard(exp_dir: Path) -> Path:
     path = write_leaderboard(exp_dir, load_trials(exp_dir), meta, space_from_meta(meta))
     write_pareto_plot(exp_dir, meta)
     return path
+
+
+class TellStoppedTrials(tune.Callback):
+    """Tells the searcher how the trials ended that Tune stopped for a spent budget
+    (``time_budget_s``, ``budget.total_epochs``): Tune marks those TERMINATED without telling
+    its search algorithm, which would leave them RUNNING in the Optuna study and, with a
+    concurrency limit, hold their slots on ``--resume``. Telling a trial twice is a no-op."""
+
+    def __init__(self, search_alg: Any) -> None:
+        self.search_alg = search_alg
+        self._told: set[str] = set()
+
+    def on_step_end(self, iteration, trials, **info):  # noqa: ANN001
+        from ray.tune.experiment import Trial
+        from ray.tune.utils import flatten_dict
+
+        for trial in trials:
+            if trial.status == Trial.TERMINATED and trial.trial_id not in self._told:
+                self._told.add(trial.trial_id)
+                self.search_alg.on_trial_complete(
+                    trial.trial_id, result=flatten_dict(trial.last_result or {}))

@@ -160,6 +160,8 @@ def default_max_concurrent(space: SearchSpace, summary: Mapping[str, Any]) -> in
 def current_node_id() -> str:
     import ray
 
+    if not ray.is_initialized():  # asking the runtime context would start a Ray
+        return ""
     try:
         return ray.get_runtime_context().get_node_id()
     except Exception:  # noqa: BLE001 - placement info is best effort

@@ -14,6 +14,7 @@ import torch
 
 from scripts.tune.cluster import current_node_id
 from scripts.tune.data import DataHandle, trial_datamodule
+from scripts.tune.driver_watch import DriverIdentity, stop_if_driver_gone, watch_driver
 from scripts.tune.trainable import TuneReporter, _device_name
 from search_spaces.schema import SearchSpace
 
@@ -52,6 +53,7 @@ class DDPReporter(TuneReporter):
                 trainer.save_checkpoint(os.path.join(tmp, "model.ckpt"), weights_only=False)
                 if trainer.global_rank == 0:
                     checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            stop_if_driver_gone(self.driver)
             ray.train.report(metrics, checkpoint=checkpoint)
 
 
@@ -68,12 +70,13 @@ def _ddp_worker(loop_config: dict[str, Any]) -> None:
     from search_spaces.trials import sampled_params, trial_config
 
     space: SearchSpace = loop_config["space"]
+    watch_driver(loop_config["driver"])
     torch.set_num_threads(max(1, int(space.resources.cpus_per_trial)))
     params = sampled_params(space, loop_config["flat"])
     cfg = trial_config(space, params)
     dm, source = trial_datamodule(cfg.data, loop_config["data_dir"], loop_config["data"])
     history = EpochHistory(space.objective.metric, space.objective.mode)
-    reporter = DDPReporter(params, cfg, history)
+    reporter = DDPReporter(params, cfg, history, driver=loop_config["driver"])
     reporter.static["data"] = source
     checkpoint = ray.train.get_checkpoint()
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as ckpt_dir:
@@ -97,10 +100,13 @@ def run_ddp_trial(
     data_dir: str | None,
     data: DataHandle | None = None,
     train_storage: str | None = None,
+    driver: DriverIdentity | None = None,
 ) -> None:
     """The Tune trainable of a data-parallel trial: launches a ``TorchTrainer`` with
     ``workers_per_trial`` workers and waits for it; results reach Tune through Ray Train's
-    ``TuneReportCallback`` (one result per epoch, rank 0's)."""
+    ``TuneReportCallback`` (one result per epoch, rank 0's). It and its workers end with
+    ``driver``, the sweep's driver."""
+    watch_driver(driver)
     import ray.train
     from ray import tune
     from ray.train.torch import TorchTrainer
@@ -113,7 +119,7 @@ def run_ddp_trial(
     trainer = TorchTrainer(
         _ddp_worker,
         train_loop_config={"flat": dict(config), "space": space, "data_dir": data_dir,
-                           "data": data},
+                           "data": data, "driver": driver},
         scaling_config=ray.train.ScalingConfig(
             num_workers=res.workers_per_trial,
             use_gpu=res.gpus_per_trial > 0,

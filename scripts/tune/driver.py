@@ -30,11 +30,12 @@ from scripts.leaderboard import (
     error_summary,
     mark_interrupted,
     ray_experiment_path,
+    ray_storage_path,
     read_leaderboard,
     read_meta,
 )
 from scripts.study import journal_path
-from scripts.tune.callback import LeaderboardCallback
+from scripts.tune.callback import LeaderboardCallback, TellStoppedTrials
 from scripts.tune.cluster import (
     check_placement,
     check_resources,
@@ -46,10 +47,13 @@ from scripts.tune.cluster import (
 from scripts.tune.data import DataHandle, load_data, searched_data_fields, ship_data
 from scripts.tune.ddp import DDP_DRIVER_MEMORY, run_ddp_trial
 from scripts.tune.disk_guard import DiskGuard
+from scripts.tune.driver_watch import DriverIdentity
 from scripts.tune.durability import STATE_BACKUP, repair_state, state_backup_dir, tune_settings
 from scripts.tune.internals import FolderSearchGenerator, has_saved_state, warm_trial_workers
 from scripts.tune.options import (
+    OVERRIDE_KEYS,
     OVERRIDES,
+    PER_RUN,
     SweepOptions,
     apply_overrides,
     space_from_meta,
@@ -57,9 +61,11 @@ from scripts.tune.options import (
     sweep_meta,
 )
 from scripts.tune.schedulers import OBJECTIVE_SO_FAR, make_scheduler
+from scripts.tune.stoppers import budget_stopper
 from scripts.tune.trackers import TrackerSpec, parse_trackers, tracker_callbacks
 from scripts.tune.trainable import run_trial
 from scripts.tune.view import LINES, LIVE, SweepView
+from scripts.uris import join_uri
 from search_spaces.errors import ConfigError
 from search_spaces.schema import SearchSpace
 
@@ -77,13 +83,15 @@ class SweepOutcome:
 def _trainable(
     space: SearchSpace, data_dir: str | None, data: DataHandle | None, train_storage: str
 ) -> Any:
+    driver = DriverIdentity.current()  # the trials end with this process
     if space.resources.workers_per_trial > 1:
         trainable = tune.with_parameters(
-            run_ddp_trial, space=space, data_dir=data_dir, data=data, train_storage=train_storage
-        )
+            run_ddp_trial, space=space, data_dir=data_dir, data=data,
+            train_storage=train_storage, driver=driver)
         # The trial only drives its Ray Train workers, which hold the CPUs and GPUs.
         return tune.with_resources(trainable, {"cpu": 0, "memory": DDP_DRIVER_MEMORY})
-    trainable = tune.with_parameters(run_trial, space=space, data_dir=data_dir, data=data)
+    trainable = tune.with_parameters(run_trial, space=space, data_dir=data_dir, data=data,
+                                     driver=driver)
     resources = {"cpu": space.resources.cpus_per_trial, "gpu": space.resources.gpus_per_trial}
     return tune.with_resources(trainable, resources)
 
@@ -125,7 +133,7 @@ def stored_sweep(exp_dir: Path, opts: SweepOptions) -> dict[str, Any]:
         given, was = getattr(opts, name), _option_value(ran, name, part)
         if given is None or given == was:
             continue
-        if name == "num_samples" and given > was:
+        if (name == "num_samples" and given > was) or name in PER_RUN:
             stored[name] = given
             continue
         raise ConfigError(
@@ -142,7 +150,7 @@ def stored_sweep(exp_dir: Path, opts: SweepOptions) -> dict[str, Any]:
 
 def _option_value(space: SearchSpace, name: str, part: str) -> Any:
     """The value the space has for the option ``name`` that overrides its ``part``."""
-    return space.seed if part == "seed" else getattr(getattr(space, part), name)
+    return space.seed if part == "seed" else getattr(getattr(space, part), OVERRIDE_KEYS[name])
 
 
 def prepare_experiment(
@@ -169,12 +177,26 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     meta = stored_sweep(exp_dir, opts) if opts.resume else None
     space = space_from_meta(meta) if meta else apply_overrides(space, opts)
     check_placement(space)
+    if not opts.resume:
+        check_storage(storage_uri(opts.storage))
     # Absolute, since trials run in other working directories.
     data_dir = str(resolve_data_dir(opts.data_dir))
     datamodule = load_data(space, data_dir)
     problem = disk_space_problem(exp_dir)
     if problem:
         raise ConfigError(f"{problem}: free some space there (or choose another --results-dir)")
+    new_folder = not exp_dir.exists()
+    try:
+        return _locked_run(space, raw, opts, exp_dir, meta, data_dir, datamodule, trackers)
+    except BaseException:
+        if new_folder and not opts.resume:
+            _remove_unstarted(exp_dir)
+        raise
+
+
+def _locked_run(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, exp_dir: Path,
+                meta: dict | None, data_dir: str, datamodule: Any,
+                trackers: list[TrackerSpec]) -> SweepOutcome:
     with contextlib.ExitStack() as held:
         # A folder in use is refused before Ray starts; a new one is made only once the
         # cluster is known to hold its trials.
@@ -190,6 +212,27 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
         else:
             atomic_write_json(exp_dir / SWEEP_META, meta)
         return _run(space, exp_dir, meta, opts, datamodule, data_dir, joined, trackers)
+
+
+def check_storage(storage: str | None) -> None:
+    """Refuse a ``--storage`` URI that names no file system Ray can write, before Ray starts
+    or any file is written."""
+    if not storage or "://" not in storage:
+        return
+    import pyarrow
+    import pyarrow.fs
+
+    try:
+        pyarrow.fs.FileSystem.from_uri(storage)
+    except (pyarrow.ArrowException, ValueError, OSError) as exc:
+        raise ConfigError(f"--storage {storage}: {str(exc).splitlines()[0]}") from None
+
+
+def _remove_unstarted(exp_dir: Path) -> None:
+    """Remove the folder a new sweep made if it failed before any trial reported: nothing
+    in it is worth keeping, and a folder left behind would refuse the corrected command."""
+    if exp_dir.is_dir() and not (exp_dir / LEADERBOARD).exists():
+        shutil.rmtree(exp_dir, ignore_errors=True)
 
 
 def _start_again(exp_dir: Path, ray_path: str) -> None:
@@ -211,7 +254,7 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
         ship = joined or not searched_data_fields(space)
     data = ship_data(datamodule) if ship else None
     ray_path = ray_experiment_path(exp_dir, meta)
-    storage_path = ray_path.rsplit("/", 1)[0]
+    storage_path = ray_storage_path(exp_dir, meta)
     # Ray's experiment folder when it is on this machine (not with --storage s3://...).
     local_ray_dir = None if meta.get("storage") else Path(ray_path)
     resume = opts.resume
@@ -244,11 +287,10 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
                 {} if opts.verbose else {"RAY_AIR_NEW_OUTPUT": "0"}):
             experiment = tune.Experiment(
                 name=RAY_DIR,
-                run=_trainable(space, data_dir, data, f"{storage_path}/train"),
+                run=_trainable(space, data_dir, data, join_uri(storage_path, "train")),
                 storage_path=storage_path,
                 num_samples=space.budget.num_samples,
-                time_budget_s=space.budget.time_budget_s,
-                stop=TotalEpochs(space.budget.total_epochs) if space.budget.total_epochs else None,
+                stop=budget_stopper(space.budget),
                 max_failures=opts.max_failures,
                 # Two: Tune deletes the older checkpoint as soon as a new one is registered,
                 # before the experiment state naming the new one is saved; with one, a
@@ -256,15 +298,16 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 trial_dirname_creator=trial_dirname,
             )
+            search_alg = _search_alg(space, exp_dir, meta, max_concurrent, resume, experiment)
             view.start()
             tune.run(
                 experiment,
-                search_alg=_search_alg(space, exp_dir, meta, max_concurrent, resume, experiment),
+                search_alg=search_alg,
                 scheduler=make_scheduler(space),
                 metric=OBJECTIVE_SO_FAR,
                 mode=space.objective.mode,
                 reuse_actors=not opts.tune_defaults,
-                callbacks=[callback, disk_guard, *tracker_callbacks(
+                callbacks=[callback, disk_guard, TellStoppedTrials(search_alg), *tracker_callbacks(
                     trackers, exp_dir, meta["experiment"], meta.get("code_version", ""))]
                 + ([view] if view.mode else []),
                 verbose=1 if opts.verbose else 0,
@@ -328,22 +371,6 @@ def _ended_short(exp_dir: Path, space: SearchSpace) -> bool:
     budget = space.budget
     limited = budget.time_budget_s is not None or budget.total_epochs is not None
     return not limited and len(statuses) < budget.num_samples
-
-
-class TotalEpochs(tune.Stopper):
-    """Ends the sweep once its trials have trained ``limit`` epochs in all (each trial
-    counted up to the latest epoch it reported)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.epochs: dict[str, int] = {}
-
-    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        self.epochs[trial_id] = max(self.epochs.get(trial_id, 0), int(result.get("epoch", 0)))
-        return False
-
-    def stop_all(self) -> bool:
-        return sum(self.epochs.values()) >= self.limit
 
 
 def _say_placement(

@@ -13,7 +13,8 @@ each contract on the pinned versions.
 - :class:`ReportSender` calls ``tune.report`` from a side thread and re-raises its stop;
 - :func:`enable_token_auth_if_available` calls ``ray._private.authentication``;
 - :func:`without_huge_pages` toggles NumPy's ``_set_madvise_hugepage``;
-- :class:`FolderSearchGenerator` relies on what ``SearchGenerator.set_state`` restores;
+- :class:`FolderSearchGenerator` relies on what ``SearchGenerator.set_state`` restores
+  (``_experiment``, ``_total_samples``, ``_finished``);
 - :func:`has_saved_state` knows the name of Tune's experiment-state file.
 """
 
@@ -273,7 +274,9 @@ class FolderSearchGenerator(SearchGenerator):
 
     Tune saves the generator with the ``Experiment`` it started with, absolute storage path
     included, and ``set_state`` puts that back: the trials a moved or copied folder's resume
-    creates would then write into the original folder, and ``--num-samples`` could not grow."""
+    creates would then write into the original folder, and ``--num-samples`` could not grow.
+    A sweep stopped by its time or epoch budget was marked finished by Tune; its resume
+    draws the trials still to go (the searcher says again if it has none left)."""
 
     def __init__(self, searcher: Any, experiment: Any) -> None:
         super().__init__(searcher)
@@ -283,6 +286,7 @@ class FolderSearchGenerator(SearchGenerator):
         super().set_state(state)
         self._experiment = self._current
         self._total_samples = max(int(self._current.spec["num_samples"]), self._total_samples)
+        self._finished = False
 
 
 def has_saved_state(ray_path: str) -> bool:

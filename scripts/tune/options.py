@@ -10,15 +10,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scripts.provenance import code_version
+from scripts.uris import join_uri
 
 if TYPE_CHECKING:  # the command line builds its parser from this module: keep it light
     from search_spaces.schema import SearchSpace
 
 
-def _option(default: Any, help: str, overrides: str | None = None, **cli: Any) -> Any:
+def _option(default: Any, help: str, overrides: str | None = None, key: str | None = None,
+            **cli: Any) -> Any:
     """A :class:`SweepOptions` field and its ``hpsearch sweep`` flag (``--name-with-dashes``);
-    ``overrides``: the part of the space it replaces (``budget``, ``resources``, ``seed``)."""
-    return field(default=default, metadata={"help": help, "overrides": overrides, "cli": cli})
+    ``overrides``: the part of the space it replaces (``budget``, ``resources``, ``seed``),
+    ``key``: its name there when it is not the field's."""
+    return field(default=default,
+                 metadata={"help": help, "overrides": overrides, "key": key, "cli": cli})
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,11 @@ class SweepOptions:
     max_epochs: int | None = _option(None, "epochs per trial at most (default: the "
                                      "file's budget.max_epochs)",
                                      "budget", type="positive_int")
+    time_budget: float | None = _option(
+        None, "stop the sweep after this much time (90s, 3m, 1h30m), its running trials "
+        "stopped as by budget.total_epochs and kept, resumable; each run of a resumed sweep "
+        "gets it anew (default: the file's budget.time_budget_s, else none)", "budget",
+        key="time_budget_s", type="duration")
     cpus_per_trial: float | None = _option(None, "CPUs per trial (default: the file's "
                                            "resources.cpus_per_trial)",
                                            "resources", type="positive_float")
@@ -107,20 +116,26 @@ def resume_command(space_file: str, opts: SweepOptions) -> str:
             words.append(flag)
         elif kind == "on_off":
             words.append(flag if value else f"--no-{flag[2:]}")
+        elif kind == "duration":
+            words += [flag, f"{value:g}s"]
         else:
             words += [flag, str(value)]
     return shlex.join([*words, "--resume"])
 
 
-# Option name -> the part of the space it overrides.
+# Option name -> the part of the space it overrides, and its name there.
 OVERRIDES = {f.name: f.metadata["overrides"] for f in dataclasses.fields(SweepOptions)
              if f.metadata.get("overrides")}
+OVERRIDE_KEYS = {f.name: f.metadata.get("key") or f.name for f in dataclasses.fields(SweepOptions)
+                 if f.metadata.get("overrides")}
+# Limits of one run, not of what the sweep is: a resumed sweep may be given new ones.
+PER_RUN = frozenset({"time_budget"})
 
 
 def apply_overrides(space: SearchSpace, opts: SweepOptions) -> SearchSpace:
     """``space`` with the options that override its file (:data:`OVERRIDES`) applied."""
     given = {name: getattr(opts, name) for name in OVERRIDES if getattr(opts, name) is not None}
-    budget = {k: v for k, v in given.items() if OVERRIDES[k] == "budget"}
+    budget = {OVERRIDE_KEYS[k]: v for k, v in given.items() if OVERRIDES[k] == "budget"}
     if "max_epochs" in budget:
         budget["grace_period"] = min(space.budget.grace_period, budget["max_epochs"])
     resources = {k: v for k, v in given.items() if OVERRIDES[k] == "resources"}
@@ -135,12 +150,14 @@ def apply_overrides(space: SearchSpace, opts: SweepOptions) -> SearchSpace:
 
 
 def storage_uri(storage: str | None) -> str | None:
-    """``--storage`` as Ray needs it: URIs as given, local paths made absolute."""
+    """``--storage`` as Ray needs it: URIs as given (a query such as
+    ``?endpoint_override=HOST:PORT&scheme=http`` kept), local paths made absolute."""
     if not storage:
         return None
     if "://" in storage:
-        return storage.rstrip("/")
+        return join_uri(storage)
     return str(Path(storage).expanduser().resolve())
+
 
 
 def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, name: str) -> dict:

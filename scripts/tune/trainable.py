@@ -22,6 +22,7 @@ from scripts.leaderboard import FAILED_KEY
 from scripts.train import EpochHistory, MetricNotLoggedError, train
 from scripts.tune.cluster import current_node_id
 from scripts.tune.data import DataHandle, trial_datamodule
+from scripts.tune.driver_watch import DriverIdentity, stop_if_driver_gone, watch_driver
 from scripts.tune.internals import ReportSender
 from scripts.tune.schedulers import OBJECTIVE_SO_FAR, decision_epochs
 from search_spaces.schema import SearchSpace
@@ -36,8 +37,10 @@ def _device_name() -> str:
     return "cpu"
 
 
-def _deliver_report(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+def _deliver_report(metrics: dict[str, Any], checkpoint_dir: str | None,
+                    driver: DriverIdentity | None) -> None:
     try:
+        stop_if_driver_gone(driver)  # the report writes into the sweep's folder
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report(metrics, checkpoint=checkpoint)  # copies the checkpoint into Tune's storage
     finally:
@@ -53,11 +56,14 @@ class TuneReporter(pl.Callback):
     ``decision_epochs`` (where the scheduler may stop the trial) and at the end of ``fit``.
 
     ``history`` is the run's epoch recorder, the one given to ``train(history=...)``; it
-    records each epoch before this callback reports it."""
+    records each epoch before this callback reports it. ``driver``: the sweep's driver; no
+    report is sent once it is gone."""
 
     def __init__(self, params: Mapping[str, Any], cfg: TrainConfig, history: EpochHistory,
-                 decision_epochs: frozenset[int] = frozenset()) -> None:
+                 decision_epochs: frozenset[int] = frozenset(),
+                 driver: DriverIdentity | None = None) -> None:
         self.history = history
+        self.driver = driver
         self.static = {
             "params": dict(params),
             "config_json": cfg.to_json(),
@@ -117,7 +123,7 @@ class TuneReporter(pl.Callback):
             # Saved now, in the training thread: the weights of this epoch.
             checkpoint_dir = tempfile.mkdtemp(prefix="hpsearch-checkpoint-")
             trainer.save_checkpoint(os.path.join(checkpoint_dir, "model.ckpt"), weights_only=False)
-        self.sender.send(functools.partial(_deliver_report, metrics, checkpoint_dir),
+        self.sender.send(functools.partial(_deliver_report, metrics, checkpoint_dir, self.driver),
                          wait=metrics["epoch"] in self.decision_epochs)
 
 
@@ -142,13 +148,15 @@ def run_trial(
     space: SearchSpace,
     data_dir: str | None,
     data: DataHandle | None = None,
+    driver: DriverIdentity | None = None,
 ) -> None:
     """The Tune trainable: build the trial's config from the drawn values and train it.
 
     ``data``: the dataset shipped through the object store, used when it matches the trial's
     data config (see :func:`scripts.tune.data.trial_datamodule`). An error a retry would
     repeat (:func:`repeatable`) ends the trial with a report saying so, so Tune keeps its
-    retries for lost workers."""
+    retries for lost workers. The process ends with ``driver``, the sweep's driver."""
+    watch_driver(driver)
     reporter: TuneReporter | None = None
     try:
         cpus = max(1, int(space.resources.cpus_per_trial))
@@ -157,7 +165,7 @@ def run_trial(
         cfg = trial_config(space, params)  # an infeasible draw raises here
         datamodule, source = trial_datamodule(cfg.data, data_dir, data)
         history = EpochHistory(space.objective.metric, space.objective.mode)
-        reporter = TuneReporter(params, cfg, history, decision_epochs(space))
+        reporter = TuneReporter(params, cfg, history, decision_epochs(space), driver)
         reporter.static["data"] = source
         # A trial that Tune restarts (--resume, a lost node) continues from its last
         # checkpoint, its best epoch so far, instead of training from scratch.
