@@ -27,8 +27,11 @@ SWEEP_NAME ?= quickstart-$(shell date +%Y%m%d-%H%M%S)
 sweep: setup
 	$(VENV)/bin/hpsearch sweep search_spaces/quickstart.yaml --name $(SWEEP_NAME)
 
+# Three test processes: most of a slow test's time is spent waiting (Ray starting, a node
+# declared dead, a sweep process), so they overlap well even on 2 cores. Tests that share a
+# local two-node Ray cluster stay in one process (xdist_group "cluster").
 test: setup
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n 3 --dist loadgroup
 
 # The edit-test loop: no real data, no Ray (every test that needs either is marked slow).
 test-fast: setup

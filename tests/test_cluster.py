@@ -294,6 +294,7 @@ def _wait_for_epochs(sweep: Sweep, exp_ray_dir: Path, n: int, timeout: float) ->
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("cluster")  # one LocalCluster at a time
 def test_sweep_runs_trials_on_both_nodes_with_shipped_data(
     cluster: LocalCluster, mnist_subset_dir: Path, tmp_path: Path
 ):
@@ -342,6 +343,7 @@ def test_sweep_runs_trials_on_both_nodes_with_shipped_data(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("cluster")  # one LocalCluster at a time
 def test_a_two_node_sweep_in_s3_is_killed_and_resumed(
     cluster: LocalCluster, s3_server, mnist_subset_dir: Path, tmp_path: Path  # noqa: ANN001
 ):
@@ -376,6 +378,7 @@ def test_a_two_node_sweep_in_s3_is_killed_and_resumed(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("cluster")  # one LocalCluster at a time
 def test_data_parallel_trial_spans_both_nodes(
     cluster: LocalCluster, mnist_subset_dir: Path, tmp_path: Path
 ):
@@ -407,6 +410,7 @@ def test_data_parallel_trial_spans_both_nodes(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("cluster")  # one LocalCluster at a time
 def test_node_loss_retries_the_trial_and_loses_nothing(
     cluster: LocalCluster, mnist_subset_dir: Path, tmp_path: Path
 ):
@@ -448,6 +452,7 @@ def test_node_loss_retries_the_trial_and_loses_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("cluster")  # one LocalCluster at a time
 def test_node_loss_resumes_a_data_parallel_trial_from_its_checkpoint(
     cluster: LocalCluster, mnist_subset_dir: Path, tmp_path: Path
 ):

@@ -30,7 +30,7 @@ SPACE = {
     "optimizer": {"name": "sgd", "momentum": 0.9},
     "search": {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.1, "log": True}},
     "objective": {"metric": "val_acc", "mode": "max"},
-    "budget": {"num_samples": 6, "max_epochs": 3, "grace_period": 3},
+    "budget": {"num_samples": 4, "max_epochs": 3, "grace_period": 3},
     "resources": {"cpus_per_trial": 1, "max_concurrent": 1},
 }
 
@@ -68,7 +68,7 @@ def test_a_sweep_in_s3_is_killed_resumed_rebuilt_and_retrained(
     sweep = Sweep(args, env)
     deadline = time.monotonic() + 240
     while not ((exp_dir / LEADERBOARD).is_file() and (pd.read_csv(
-            exp_dir / LEADERBOARD).status == "completed").sum() >= 2):
+            exp_dir / LEADERBOARD).status == "completed").sum() >= 1):
         assert sweep.proc.poll() is None and time.monotonic() < deadline, sweep.output
         time.sleep(0.05)
     sweep.kill()
@@ -77,7 +77,7 @@ def test_a_sweep_in_s3_is_killed_resumed_rebuilt_and_retrained(
     assert "resumed: " in resumed.output
 
     board = pd.read_csv(exp_dir / LEADERBOARD, dtype={"trial_id": str})
-    assert len(board) == 6 and set(board.status) == {"completed"}, board
+    assert len(board) == 4 and set(board.status) == {"completed"}, board
     assert not (exp_dir / "ray").exists()  # Ray's experiment is in S3 only
     fs = _s3_fs(s3_server.env())
     best = board.iloc[0]

@@ -369,22 +369,27 @@ def test_a_time_budget_stops_the_sweep_keeping_its_trials_and_a_resume_goes_on(
     raw.pop("start_points")
     raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
     # Trials far longer than the budget: the one running when time is up is stopped.
-    raw["budget"] = {"num_samples": 20, "max_epochs": 400, "grace_period": 400}
+    raw["budget"] = {"num_samples": 20, "max_epochs": 5000, "grace_period": 5000}
     opts = SweepOptions(results_dir=tmp_path, data_dir=str(mnist_subset_dir), quiet=True,
-                        time_budget=10.0)
+                        time_budget=15.0)
     outcome = run_sweep(parse_space(raw, "budget.yaml"), raw, opts)
+    assert not outcome.interrupted and outcome.wall_time_s < 120
     first = pd.read_csv(outcome.leaderboard, dtype={"trial_id": str})
-    assert not outcome.interrupted and outcome.wall_time_s < 60
-    assert len(first) >= 1 and (first.epochs_run < 400).all(), first
-    assert set(first.status) <= {"early-stopped"}, first  # stopped, row and value kept
-    assert first.val_acc.notna().all()
+    assert (first.epochs_run < 5000).all() and set(first.status) <= {"early-stopped"}, first
+    # Every trial that trained an epoch keeps its row and value (on a loaded machine the
+    # budget may end while a trial is still starting: it has no value).
+    assert first[first.epochs_run >= 1].val_acc.notna().all(), first
+    asked = load_study(outcome.exp_dir).trials
+    assert asked and all(t.state == TrialState.PRUNED for t in asked)  # told, not RUNNING
 
     again = run_sweep(parse_space(raw, "budget.yaml"), raw,
                       dataclasses.replace(opts, resume=True))
+    resumed = load_study(again.exp_dir).trials
+    assert len(resumed) > len(asked)  # the resumed run drew new trials ...
+    assert all(t.state == TrialState.PRUNED for t in resumed)  # ... and told them
     board = pd.read_csv(again.leaderboard, dtype={"trial_id": str}).set_index("trial_id")
-    assert len(board) > len(first)  # the resumed run went on with new trials
     kept = board.loc[first.trial_id]
-    assert list(kept.val_acc) == list(first.val_acc) and set(kept.status) == {"early-stopped"}
+    assert list(kept.val_acc.fillna(-1)) == list(first.val_acc.fillna(-1))
 
 
 def _cli(*args: str) -> list[str]:
