@@ -344,14 +344,21 @@ def test_multi_objective_sweep_ranks_the_pareto_front_and_draws_it(
     assert shown.returncode == 0 and "Pareto front" in shown.stdout, shown.stdout
 
 
+def _lr_sweep(experiment: str, budget: dict) -> dict:
+    """SMALL_MLP without its start points, searching a learning rate that learns."""
+    raw = json.loads(json.dumps(SMALL_MLP))
+    raw["experiment"] = experiment
+    raw.pop("start_points")
+    raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
+    raw["budget"] = budget
+    return raw
+
+
 def test_total_epochs_ends_the_sweep_once_its_trials_trained_that_many(
     ray_session, mnist_subset_dir: Path, tmp_path: Path
 ):
-    raw = json.loads(json.dumps(SMALL_MLP))
-    raw["experiment"] = "epoch_budget"
-    raw.pop("start_points")
-    raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
-    raw["budget"] = {"num_samples": 20, "max_epochs": 2, "grace_period": 2, "total_epochs": 5}
+    raw = _lr_sweep("epoch_budget", {"num_samples": 20, "max_epochs": 2, "grace_period": 2,
+                                     "total_epochs": 5})
     outcome = run_sweep(parse_space(raw, "budget.yaml"), raw, SweepOptions(
         results_dir=tmp_path, data_dir=str(mnist_subset_dir), quiet=True))
     board = pd.read_csv(outcome.leaderboard)
@@ -364,12 +371,9 @@ def test_total_epochs_ends_the_sweep_once_its_trials_trained_that_many(
 def test_a_time_budget_stops_the_sweep_keeping_its_trials_and_a_resume_goes_on(
     ray_session, mnist_subset_dir: Path, tmp_path: Path
 ):
-    raw = json.loads(json.dumps(SMALL_MLP))
-    raw["experiment"] = "time_budget"
-    raw.pop("start_points")
-    raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
     # Trials far longer than the budget: the one running when time is up is stopped.
-    raw["budget"] = {"num_samples": 20, "max_epochs": 5000, "grace_period": 5000}
+    raw = _lr_sweep("time_budget", {"num_samples": 20, "max_epochs": 5000,
+                                    "grace_period": 5000})
     opts = SweepOptions(results_dir=tmp_path, data_dir=str(mnist_subset_dir), quiet=True,
                         time_budget=15.0)
     outcome = run_sweep(parse_space(raw, "budget.yaml"), raw, opts)
@@ -401,15 +405,11 @@ def test_a_driver_killed_right_after_a_trial_finished_resumes_losing_and_repeati
 ):
     """SIGKILL as soon as the leaderboard shows a second finished trial (Ctrl-C is
     test_fault_injection's): no trial lost, none run twice, none left RUNNING in Optuna."""
-    raw = json.loads(json.dumps(SMALL_MLP))
-    raw["experiment"] = "resumable"
-    raw.pop("start_points")
-    raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
     # Long enough that the sweep is still running when it is killed: after the second
     # trial finishes, four more of 6 epochs each are left (at 3 epochs and 5 trials, a fast
     # machine finished them all in the half second the interruption took).
     samples = 6
-    raw["budget"] = {"num_samples": samples, "max_epochs": 6, "grace_period": 6}
+    raw = _lr_sweep("resumable", {"num_samples": samples, "max_epochs": 6, "grace_period": 6})
     space_file = tmp_path / "resumable.yaml"
     space_file.write_text(yaml.safe_dump(raw))
     results = tmp_path / "results"
@@ -536,10 +536,7 @@ def test_local_sweep_runs_its_trials_in_ray_s_warm_workers(mnist_subset_dir: Pat
                                                           tmp_path: Path):
     """The workers a local Ray starts ahead of time (with the trial code imported) run the
     trials: none waits for a new process, and the data comes through the object store."""
-    raw = json.loads(json.dumps(SMALL_MLP))
-    raw.pop("start_points")
-    raw["search"]["optimizer.lr"] = {"type": "float", "low": 0.01, "high": 0.1, "log": True}
-    raw["budget"] = {"num_samples": 4, "max_epochs": 1, "grace_period": 1}
+    raw = _lr_sweep("tiny_mlp", {"num_samples": 4, "max_epochs": 1, "grace_period": 1})
     raw["resources"]["max_concurrent"] = 2
     proc = subprocess.run(
         [sys.executable, "-c", WARM_WORKERS_SCRIPT, json.dumps(raw), str(tmp_path),
