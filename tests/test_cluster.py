@@ -90,16 +90,6 @@ class RayNode:
             except OSError:
                 pass
 
-    def processes(self) -> list[str]:
-        """Command lines (Ray sets them to titles such as ``ray::IDLE``) of this node."""
-        out = []
-        for pid in self.pids():
-            try:
-                out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-            except OSError:
-                continue
-        return out
-
     def stop(self, grace_s: float = 5.0) -> None:
         self.signal_all(signal.SIGTERM)
         try:
@@ -424,12 +414,14 @@ def test_node_loss_retries_the_trial_and_loses_nothing(
                    "--max-failures", "2"], cluster.driver_env())
     try:
         deadline = time.monotonic() + 180
-        # A Tune trial actor executing `train` on the worker node: a trial is running there.
-        while not any("ray::ImplicitFunc.train" in p for p in worker.processes()):
+        # A trial on the worker node has reported its first epoch (and checkpoint): it is
+        # mid-run there, 7 epochs from its end.
+        while not any(r.get("node_id") == worker.node_id
+                      for trial in _results(tmp_path / "results" / "node_loss" / "ray")
+                      for r in trial):
             assert sweep.proc.poll() is None, f"sweep exited early:\n{sweep.output}"
             assert time.monotonic() < deadline, f"no trial on the worker:\n{sweep.output}"
             time.sleep(0.2)
-        time.sleep(1.0)
         worker.signal_all(signal.SIGKILL)
         worker.proc.wait(timeout=30)
         rc = sweep.wait()
