@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_TIMEOUT_S = 300
@@ -92,3 +93,16 @@ class Sweep:
         self.proc.wait()
         alive = wait_gone(writers, SETTLE_TIMEOUT_S)
         assert not alive, f"still running {SETTLE_TIMEOUT_S:g} s after the kill: {alive}"
+
+
+def cli_in_process(args: tuple[str, ...] | list[str],
+                   capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """``hpsearch ARGS`` as the console script runs ``main``, in this process (no start-up of
+    its own, for commands refused before Ray starts): the exit status and stderr."""
+    from scripts.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as stop:  # argparse's errors
+        code = int(stop.code or 0)
+    return code, capsys.readouterr().err

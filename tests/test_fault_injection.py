@@ -19,7 +19,14 @@ import pandas as pd
 import pytest
 import yaml
 from optuna.trial import TrialState
-from sweep_process import REPO, SETTLE_TIMEOUT_S, Sweep, sweep_writers, wait_gone
+from sweep_process import (
+    REPO,
+    SETTLE_TIMEOUT_S,
+    Sweep,
+    cli_in_process,
+    sweep_writers,
+    wait_gone,
+)
 
 from scripts.leaderboard import LEADERBOARD
 from scripts.study import load_study
@@ -207,18 +214,21 @@ def test_resources_no_node_has_are_refused_before_any_folder_exists(
 
 
 def test_bad_names_and_retry_counts_are_refused_before_anything_runs(
-    space_file: Path, tmp_path: Path
+    space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ):
     results = ["--results-dir", str(tmp_path / "results")]
-    _one_line_error(_run("sweep", str(space_file), *results, "--name", "../../x"),
-                    "must be a plain folder name")
-    _one_line_error(_run("sweep", str(space_file), *results, "--max-failures", "-1"),
-                    "--max-failures: must be 0 or more")
+
+    def refused(*args: str, expected: str) -> None:
+        code, err = cli_in_process(["sweep", str(space_file), *results, *args], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and expected in lines[0], err
+
+    refused("--name", "../../x", expected="must be a plain folder name")
+    refused("--max-failures", "-1", expected="--max-failures: must be 0 or more")
     assert not (tmp_path / "results").exists() and not (tmp_path.parent / "x").exists()
     (tmp_path / "results" / "faults").mkdir(parents=True)
     (tmp_path / "results" / "faults" / "sweep.json").write_text("{not json")
-    _one_line_error(_run("sweep", str(space_file), *results, "--resume"),
-                    "faults/sweep.json: not valid JSON")
+    refused("--resume", expected="faults/sweep.json: not valid JSON")
 
 
 def _epochs_reported(exp_dir: Path) -> dict[str, int]:

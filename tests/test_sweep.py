@@ -23,6 +23,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 from s3_server import free_port
+from sweep_process import cli_in_process
 
 from datamodules.paths import current_umask
 from lightning_modules.classifier import ClassifierModule
@@ -489,7 +490,7 @@ def test_on_a_terminal_the_sweep_redraws_a_live_table_in_place(mnist_subset_dir:
                      r"lr=0\.05", out), out
 
 
-def test_cli_reports_bad_input_in_one_line(tmp_path: Path):
+def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**SMALL_MLP, "start_points": [], "search": {
         "model.dropout": {"type": "float", "low": 0.0, "high": 1.5}}}))
@@ -502,11 +503,11 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path):
           "--results-dir", str(tmp_path / "r")), "nowhere"),
         (("leaderboard", str(tmp_path)), "no leaderboard.csv"),
     ]:
-        proc = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2, (args, proc.stderr)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and expected in lines[0], (args, proc.stderr)
-        assert "Traceback" not in proc.stderr
+        code, err = cli_in_process(args, capsys)  # `main` as the console script calls it
+        assert code == 2, (args, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], (args, err)
+        assert "Traceback" not in err
     assert not (tmp_path / "r").exists(), "nothing may be written for a rejected file"
 
 
