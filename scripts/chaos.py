@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,23 +81,30 @@ def _finished(board: dict[str, dict[str, str]]) -> dict[str, tuple[str, ...]]:
             if row["status"] in FINISHED_STATUSES}
 
 
-def _trial_workers(driver_pid: int) -> list[Any]:
-    """The driver's Ray worker processes that are running a trial now."""
+def descendants(pid: int, keep: Callable[[str], bool]) -> list[Any]:
+    """The processes below ``pid`` whose command line (Ray sets it to a title such as
+    ``ray::ImplicitFunc.train``) ``keep`` accepts."""
     import psutil
 
     try:
-        children = psutil.Process(driver_pid).children(recursive=True)
+        children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    workers = []
+    found = []
     for proc in children:
         try:
-            title = (proc.cmdline() or [""])[0]
+            title = " ".join(proc.cmdline()) or proc.name()
         except psutil.Error:
             continue
-        if title.startswith("ray::") and "IDLE" not in title and "ImplicitFunc" in title:
-            workers.append(proc)
-    return workers
+        if keep(title):
+            found.append(proc)
+    return found
+
+
+def _trial_workers(driver_pid: int) -> list[Any]:
+    """The driver's Ray worker processes that are running a trial now."""
+    return descendants(driver_pid, lambda title: title.startswith("ray::")
+                       and "IDLE" not in title and "ImplicitFunc" in title)
 
 
 def _kill_tree(driver: subprocess.Popen) -> None:

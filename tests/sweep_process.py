@@ -11,6 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from scripts.chaos import descendants
+
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_TIMEOUT_S = 300
 # What may write into the experiment folder after a driver is killed: Ray's workers (the
@@ -24,19 +26,8 @@ SETTLE_TIMEOUT_S = 10.0  # the guarantee: a killed sweep's writers are gone with
 
 def sweep_writers(pid: int) -> list[psutil.Process]:
     """The processes started by the sweep of driver ``pid`` that may write its folder."""
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    found = []
-    for child in children:
-        try:
-            text = " ".join(child.cmdline()) or child.name()
-        except psutil.Error:
-            continue
-        if any(w in text for w in WRITERS) and not any(w in text for w in NOT_WRITERS):
-            found.append(child)
-    return found
+    return descendants(pid, lambda text: any(w in text for w in WRITERS)
+                       and not any(w in text for w in NOT_WRITERS))
 
 
 def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
