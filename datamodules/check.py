@@ -2,7 +2,7 @@
 
 Typical CLI use::
 
-    from datamodules.check import check_all
+    from hpsearch.datamodules.check import check_all
 
     lines, n_failed = check_all(args.data_dir)  # None: $HPSEARCH_DATA_DIR or ./data
     print("\\n".join(lines))

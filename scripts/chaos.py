@@ -1,7 +1,7 @@
 """Chaos run: kill a real sweep's driver and trial workers at random moments, resume after
 every driver kill, and count what was lost.
 
-    python -m scripts.chaos --kills 20 [--seed 0] [--out results/chaos.json]
+    python -m hpsearch.scripts.chaos --kills 20 [--seed 0] [--out results/chaos.json]
 
 Each sweep is ``hpsearch sweep`` on MNIST (a small MLP, trials two at a time). A kill is
 SIGKILL, of the driver (then ``--resume``) or of a trial's worker process (Tune retries the
@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from scripts.leaderboard import FINISHED_STATUSES, LEADERBOARD, atomic_write_json
+from hpsearch.scripts.leaderboard import FINISHED_STATUSES, LEADERBOARD, atomic_write_json
 
 SPACE = {
     "experiment": "chaos",
@@ -128,7 +127,7 @@ def _kill_tree(driver: subprocess.Popen) -> None:
 
 
 def _start(space_file: Path, results: Path, name: str, resume: bool) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "scripts.cli", "sweep", str(space_file), "--results-dir",
+    cmd = [sys.executable, "-m", "hpsearch", "sweep", str(space_file), "--results-dir",
            str(results), "--name", name, "--max-failures", "20"] + (["--resume"] if resume
                                                                     else [])
     with (results / f"{name}.log").open("a") as log:  # every run's output, for a post-mortem
@@ -155,9 +154,8 @@ def _wait_for_moment(proc: subprocess.Popen, exp_dir: Path, rng: random.Random) 
 
 
 def _tally_study(exp_dir: Path, tally: SweepTally) -> None:
+    from hpsearch.scripts.study import load_study
     from optuna.trial import TrialState
-
-    from scripts.study import load_study
 
     trials = load_study(exp_dir).trials
     told = {TrialState.COMPLETE, TrialState.PRUNED}

@@ -29,10 +29,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from datamodules.errors import DataError
-    from scripts.train import MetricNotLoggedError
-    from scripts.versions import VersionMismatch
-    from search_spaces.errors import ConfigError
+    from hpsearch.datamodules.errors import DataError
+    from hpsearch.scripts.train import MetricNotLoggedError
+    from hpsearch.scripts.versions import VersionMismatch
+    from hpsearch.search_spaces.errors import ConfigError
 
     return (UserError, ConfigError, DataError, MetricNotLoggedError, FileNotFoundError,
             VersionMismatch)
@@ -95,7 +95,7 @@ _FLAG_TYPES: dict[str, dict[str, Any]] = {
 
 def _add_sweep_flags(p: argparse.ArgumentParser) -> None:
     """One flag per field of :class:`~scripts.tune.options.SweepOptions`, its one definition."""
-    from scripts.tune.options import sweep_flags
+    from hpsearch.scripts.tune.options import sweep_flags
 
     for flag, field in sweep_flags():
         kind = _FLAG_TYPES.get(field.metadata["cli"].get("type", ""), {})
@@ -119,7 +119,7 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from datamodules.check import check_all
+    from hpsearch.datamodules.check import check_all
 
     lines, failed = check_all(args.data_dir)
     for line in lines:
@@ -128,7 +128,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_data_download(args: argparse.Namespace) -> int:
-    from datamodules.idx import IDX_SPECS, download_idx_dataset
+    from hpsearch.datamodules.idx import IDX_SPECS, download_idx_dataset
 
     # Explicit only: training never downloads, so a missing dataset fails fast and offline runs
     # (and the tests) never touch the network.
@@ -139,8 +139,8 @@ def cmd_data_download(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from lightning_modules.presets import PRESETS
-    from scripts.reports.format import render_table
+    from hpsearch.lightning_modules.presets import PRESETS
+    from hpsearch.scripts.reports.format import render_table
 
     rows = [(name, p.dataset, f"{p.expected_params:,}", p.description)
             for name, p in PRESETS.items()]
@@ -149,12 +149,16 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> Any:
-    from search_spaces.errors import ConfigError
-    from search_spaces.schema import load_yaml_mapping
-    from search_spaces.train_config import TrainConfig, preset_sections, train_config_from_sections
+    from hpsearch.search_spaces.errors import ConfigError
+    from hpsearch.search_spaces.schema import load_yaml_mapping
+    from hpsearch.search_spaces.train_config import (
+        TrainConfig,
+        preset_sections,
+        train_config_from_sections,
+    )
 
     if args.preset:
-        from lightning_modules.presets import PRESETS
+        from hpsearch.lightning_modules.presets import PRESETS
 
         if args.preset not in PRESETS:
             raise UserError(f"unknown preset '{args.preset}' (see `hpsearch presets`)")
@@ -179,9 +183,9 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lightning_modules.summary import parameter_table
-    from scripts.reports.format import format_metrics, format_parameter_table
-    from scripts.train import train
+    from hpsearch.lightning_modules.summary import parameter_table
+    from hpsearch.scripts.reports.format import format_metrics, format_parameter_table
+    from hpsearch.scripts.train import train
 
     cfg = _train_config(args)
     result = train(
@@ -202,9 +206,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
 
-    from scripts.tune.driver import run_sweep
-    from scripts.tune.options import SweepOptions, resume_command, sweep_flags
-    from search_spaces.schema import load_space, load_yaml_mapping
+    from hpsearch.scripts.tune.driver import run_sweep
+    from hpsearch.scripts.tune.options import SweepOptions, resume_command, sweep_flags
+    from hpsearch.search_spaces.schema import load_space, load_yaml_mapping
 
     space = load_space(args.space)
     raw = load_yaml_mapping(args.space)
@@ -257,9 +261,8 @@ def _say_next(exp_dir: Path) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
+    from hpsearch.scripts.reports.status import folder_state, folder_status
     from rich.console import Console
-
-    from scripts.reports.status import folder_state, folder_status
 
     exp_dir = Path(args.experiment)
     if not exp_dir.is_dir():
@@ -277,7 +280,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from scripts.leaderboard import (
+    from hpsearch.scripts.leaderboard import (
         PARETO_PLOT,
         objectives,
         read_leaderboard,
@@ -289,7 +292,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not exp_dir.is_dir():
         raise UserError(f"{exp_dir}: no such results folder")
     if args.rebuild:
-        from scripts.tune.callback import rebuild_leaderboard  # imports Ray
+        from hpsearch.scripts.tune.callback import rebuild_leaderboard  # imports Ray
 
         print(f"Rebuilt {rebuild_leaderboard(exp_dir)}")
     frame = read_leaderboard(exp_dir)
@@ -307,7 +310,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _print_table(title: str, frame: Any, cols: list[str]) -> None:
-    from scripts.reports.format import render_table, short_headers
+    from hpsearch.scripts.reports.format import render_table, short_headers
 
     headers = short_headers(cols)
     rows = [[None if _missing(row[c]) else row[c] for c in cols] for _, row in frame.iterrows()]
@@ -323,7 +326,7 @@ def _missing(value: Any) -> bool:
 def cmd_retrain(args: argparse.Namespace) -> int:
     import json
 
-    from scripts.reports.retrain import RetrainOptions, format_test_results, retrain
+    from hpsearch.scripts.reports.retrain import RetrainOptions, format_test_results, retrain
 
     out = retrain(
         Path(args.experiment),
@@ -340,7 +343,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from scripts.reports.export import export_config
+    from hpsearch.scripts.reports.export import export_config
 
     exp_dir = Path(args.experiment)
     if not exp_dir.is_dir():
@@ -350,7 +353,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from scripts.reports.search_report import write_search_report
+    from hpsearch.scripts.reports.search_report import write_search_report
 
     exp_dir = Path(args.experiment)
     if not exp_dir.is_dir():
@@ -365,7 +368,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     except ImportError:
         raise UserError("hpsearch dashboard needs optuna-dashboard: pip install -e "
                         "'.[dashboard]'") from None
-    from scripts.study import journal_path, load_study, open_journal
+    from hpsearch.scripts.study import journal_path, load_study, open_journal
 
     exp_dir = Path(args.experiment)
     study = load_study(exp_dir)  # a folder without a study is one line, before serving
@@ -377,7 +380,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from scripts.reports.compare import compare
+    from hpsearch.scripts.reports.compare import compare
 
     table = compare(Path(args.results_dir))
     print(table)
@@ -385,7 +388,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from scripts.bench.run import run_bench
+    from hpsearch.scripts.bench.run import run_bench
 
     # The quick run (CI's) must not overwrite the full figures the README quotes, nor a run
     # of some parts the figures of all.
@@ -420,7 +423,7 @@ class _VersionAction(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
         from importlib.metadata import version
 
-        from scripts.provenance import code_version
+        from hpsearch.scripts.provenance import code_version
 
         print(f"hpsearch {version('hpsearch')} (code {code_version()})")
         parser.exit()

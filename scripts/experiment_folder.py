@@ -13,7 +13,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from search_spaces.errors import ConfigError
+from hpsearch.search_spaces.errors import ConfigError
 
 LOCK_FILE = ".hpsearch.lock"
 # Room for the checkpoints of the trials running, Tune's state saves and the leaderboard:

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from datamodules.paths import atomic_write
-from scripts.compute import hours
-from scripts.uris import join_uri
-from search_spaces.errors import ConfigError
-from search_spaces.schema import SearchSpace
-from search_spaces.trials import sampled_params, trial_config
+from hpsearch.datamodules.paths import atomic_write
+from hpsearch.scripts.compute import hours
+from hpsearch.scripts.uris import join_uri
+from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.schema import SearchSpace
+from hpsearch.search_spaces.trials import sampled_params, trial_config
 
 LEADERBOARD = "leaderboard.csv"
 SWEEP_META = "sweep.json"
@@ -182,7 +181,7 @@ def objectives(meta: Mapping[str, Any]) -> list[dict[str, str]]:
 def _set_pareto_ranks(rows: list[dict[str, Any]], objs: list[dict[str, str]]) -> None:
     """``pareto_rank`` of the trials that ran all their epochs with a value for every
     objective (0 = on the front); the others get none."""
-    from scripts.reports.pareto import pareto_ranks
+    from hpsearch.scripts.reports.pareto import pareto_ranks
 
     metrics = [o["metric"] for o in objs]
     scored = [row for row in rows if row.get("status") == STATUS_COMPLETED
@@ -289,7 +288,7 @@ def write_pareto_plot(exp_dir: Path, meta: Mapping[str, Any]) -> Path | None:
     objs = objectives(meta)
     if len(objs) < 2 or not (exp_dir / LEADERBOARD).is_file():
         return None
-    from scripts.reports import plots  # matplotlib: only where a plot is drawn
+    from hpsearch.scripts.reports import plots  # matplotlib: only where a plot is drawn
 
     frame = read_leaderboard(exp_dir)
     y, x = objs[0]["metric"], objs[1]["metric"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+from hpsearch.scripts.leaderboard import read_meta
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
-
-from scripts.leaderboard import read_meta
 
 OPTUNA_JOURNAL = "optuna.log"
 
@@ -25,7 +24,7 @@ def journal_path(exp_dir: Path) -> Path:
 
 def load_study(exp_dir: Path) -> optuna.Study:
     """The sweep's study (its name is ``study_name`` in ``sweep.json``), live or finished."""
-    from search_spaces.errors import ConfigError
+    from hpsearch.search_spaces.errors import ConfigError
 
     journal = journal_path(exp_dir)
     if not journal.is_file():

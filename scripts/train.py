@@ -17,12 +17,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-
-from datamodules import Splits, build_datamodule
-from datamodules.batches import BatchChunks
-from lightning_modules.classifier import ClassifierModule
-from scripts.progress import MiniBatchProgress
-from search_spaces.train_config import TrainConfig
+from hpsearch.datamodules import Splits, build_datamodule
+from hpsearch.datamodules.batches import BatchChunks
+from hpsearch.lightning_modules.classifier import ClassifierModule
+from hpsearch.scripts.progress import MiniBatchProgress
+from hpsearch.search_spaces.train_config import TrainConfig
 
 # Mini-batches per Lightning training step (see datamodules.batches.BatchChunks): Lightning's
 # per-step bookkeeping, about as long as a step of the HOG MLP, is then paid once per 64 steps,

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from hpsearch.search_spaces.errors import ConfigError, validated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
-
-from search_spaces.errors import ConfigError, validated
 
 SECTIONS = ("data", "model", "optimizer")
 LIST_LENGTH = "length"
@@ -375,8 +374,8 @@ def _parse_search(raw: Any, where: str) -> tuple[Param, ...]:
         section = str(path).split(".", 1)[0]
         if section not in SECTIONS or "." not in str(path):
             raise ConfigError(f"{pwhere}: must be 'data.KEY', 'model.KEY' or 'optimizer.KEY'")
-        if path in ("data.name", "model.family"):
-            raise ConfigError(f"{pwhere}: the dataset and model family are fixed per file")
+        if path in ("data.name", "model.family", "data.target", "model.target"):
+            raise ConfigError(f"{pwhere}: the dataset and model are fixed per file")
         spec = dict(spec) if isinstance(spec, Mapping) else spec
         when_raw = spec.pop("when", None) if isinstance(spec, dict) else None
         when = _parse_when(when_raw, f"{pwhere}.when", [p.path for p in params]) if when_raw else ()
@@ -543,15 +542,16 @@ def _int(value: Any, where: str) -> int:
 def _check_against_configs(space: SearchSpace) -> None:
     """Build the trial config at each end of every range, so unknown keys, wrong types and
     architectures that cannot work are reported now rather than by the first trial."""
-    from search_spaces.train_config import check_sections, train_config_from_sections
+    from hpsearch.search_spaces.train_config import check_sections, train_config_from_sections
 
-    base = {s: space.fixed(s) for s in SECTIONS}
+    base = _with_first_candidates(space)
     cfg = train_config_from_sections(base, max_epochs=space.budget.max_epochs, seed=space.seed)
-    _check_objective_metrics(space, cfg.model.binary)
+    if not cfg.user_code:  # what the user's own module logs is known after its first epoch
+        _check_objective_metrics(space, cfg.model.binary)
     for param in space.search:
         field_name = param.key.split(".", 1)[0]
         for value in param.dist.candidates():
-            sections = {s: space.fixed(s) for s in SECTIONS}
+            sections = _with_first_candidates(space)
             sections[param.section][field_name] = value
             try:
                 check_sections(sections)
@@ -561,10 +561,22 @@ def _check_against_configs(space: SearchSpace) -> None:
             # image) is left to the trial: such draws are recorded as errored trials.
 
 
+def _with_first_candidates(space: SearchSpace) -> dict[str, dict[str, Any]]:
+    """The fixed sections; those given by ``target`` also get each searched argument's first
+    candidate, since the user's class may have no default for it."""
+    from hpsearch.search_spaces.targets import names_target
+
+    sections = {s: space.fixed(s) for s in SECTIONS}
+    for param in space.search:
+        if names_target(sections[param.section]) and "." not in param.key:
+            sections[param.section].setdefault(param.key, param.dist.candidates()[0])
+    return sections
+
+
 def _check_objective_metrics(space: SearchSpace, binary: bool) -> None:
     """Every objective is a metric the model logs (the first one every epoch), so a typo is
     refused now instead of failing every trial."""
-    from lightning_modules.metrics import epoch_metrics
+    from hpsearch.lightning_modules.metrics import epoch_metrics
 
     logged = epoch_metrics(binary)
     for i, objective in enumerate(space.objectives):

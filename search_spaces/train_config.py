@@ -11,18 +11,38 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from datamodules import data_config_from_dict
-from datamodules.configs import DataConfig
-from lightning_modules.configs import (
+from hpsearch.datamodules import data_config_from_dict
+from hpsearch.datamodules.configs import DataConfig
+from hpsearch.lightning_modules.configs import (
     ModelConfig,
     OptimConfig,
     model_config_from_dict,
     optim_config_from_dict,
     validate_for_data,
 )
-from search_spaces.errors import config_error, validated
+from hpsearch.search_spaces.errors import config_error, validated
+from hpsearch.search_spaces.targets import UserData, UserModel, names_target
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+
+def _builtin_or_target(value: Any) -> str:
+    return "<target>" if names_target(value) else "<builtin>"
+
+
+# A section names either a built-in dataset or family, or the user's own class by ``target``;
+# the "<...>" tags are left out of error key paths.
+AnyData = Annotated[Annotated[DataConfig, Tag("<builtin>")] | Annotated[UserData, Tag("<target>")],
+                    Discriminator(_builtin_or_target)]
+AnyModel = Annotated[Annotated[ModelConfig, Tag("<builtin>")]
+                     | Annotated[UserModel, Tag("<target>")], Discriminator(_builtin_or_target)]
 
 
 class TrainConfig(BaseModel):
@@ -33,17 +53,31 @@ class TrainConfig(BaseModel):
         validate_by_name=True, validate_by_alias=True, serialize_by_alias=True,
     )
 
-    data: DataConfig
-    model: ModelConfig
+    data: AnyData
+    model: AnyModel
     optim: OptimConfig = Field(default_factory=OptimConfig, alias="optimizer")
     max_epochs: Annotated[int, Field(ge=1)] = 5
     seed: int = 0
 
     @model_validator(mode="after")
     def _model_fits_data(self) -> TrainConfig:
+        if isinstance(self.model, UserModel):
+            if self.optim != OptimConfig():
+                raise ValueError("optimizer: a model given by target sets up its own optimizer "
+                                 "(configure_optimizers); make the settings its init arguments")
+            return self
+        if isinstance(self.data, UserData):
+            raise ValueError("model: a built-in family needs a built-in dataset (it reads the "
+                             "input shape and classes from it); with data.target, give "
+                             "model.target too")
         # The one data-fit check: ClassifierModule and build_backbone trust typed configs.
         validate_for_data(self.model, self.data.input_shape, self.data.num_classes)
         return self
+
+    @property
+    def user_code(self) -> bool:
+        """Whether the model is the user's own LightningModule (trained plainly)."""
+        return isinstance(self.model, UserModel)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tuples as lists): keys data, model, optimizer, max_epochs, seed."""
@@ -76,7 +110,7 @@ def train_config_from_sections(
 
 def preset_sections(name: str) -> dict[str, Any]:
     """The ``data``/``model``/``optimizer`` sections of lab preset ``name`` (a known one)."""
-    from lightning_modules.presets import PRESETS
+    from hpsearch.lightning_modules.presets import PRESETS
 
     preset = PRESETS[name]
     return {
@@ -90,13 +124,13 @@ def check_sections(sections: Mapping[str, Any]) -> None:
     """Validate each section on its own (keys, types, ranges), without checking that the
     model fits the data."""
     parsers = {
-        "data": data_config_from_dict,
-        "model": model_config_from_dict,
-        "optimizer": optim_config_from_dict,
+        "data": (data_config_from_dict, UserData.model_validate),
+        "model": (model_config_from_dict, UserModel.model_validate),
+        "optimizer": (optim_config_from_dict, optim_config_from_dict),
     }
-    for section, parse in parsers.items():
+    for section, (builtin, target) in parsers.items():
         raw = sections.get(section) or {}
         try:
-            parse(raw)
+            (target if names_target(raw) else builtin)(raw)
         except ValidationError as exc:
             raise config_error(exc, section, raw) from None

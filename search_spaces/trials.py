@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from search_spaces.schema import SECTIONS, ListDist, Param, SearchSpace
-from search_spaces.train_config import TrainConfig, train_config_from_sections
+from hpsearch.search_spaces.schema import SECTIONS, ListDist, Param, SearchSpace
+from hpsearch.search_spaces.train_config import TrainConfig, train_config_from_sections
 
 
 def _suggest_scalar(trial: Any, name: str, dist: Any) -> Any:

@@ -83,7 +83,7 @@ def mnist_subset_dir(real_data_dir: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 def _idx_subset(real_data_dir: Path, folder: str, root: Path) -> Path:
-    from datamodules.idx import read_idx
+    from hpsearch.datamodules.idx import read_idx
 
     src, out = real_data_dir / folder, root / folder
     out.mkdir()
@@ -113,8 +113,7 @@ def real_subsets_dir(real_data_dir: Path, tmp_path_factory: pytest.TempPathFacto
 
 def _synthetic_mnist_datamodule() -> Any:
     import torch
-
-    from datamodules import Splits, build_datamodule, data_config_from_dict
+    from hpsearch.datamodules import Splits, build_datamodule, data_config_from_dict
 
     cfg = data_config_from_dict({"name": "mnist", "val_size": 16, "batch_size": 16})
     dm = build_datamodule(cfg, None)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from scripts.chaos import descendants
+from hpsearch.scripts.chaos import descendants
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_TIMEOUT_S = 300
@@ -43,7 +42,7 @@ class Sweep:
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path = REPO) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scripts.cli", "sweep", *args], cwd=cwd, env=env,
+            [sys.executable, "-m", "hpsearch", "sweep", *args], cwd=cwd, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -90,7 +89,7 @@ def cli_in_process(args: tuple[str, ...] | list[str],
                    capsys: pytest.CaptureFixture) -> tuple[int, str]:
     """``hpsearch ARGS`` as the console script runs ``main``, in this process (no start-up of
     its own, for commands refused before Ray starts): the exit status and stderr."""
-    from scripts.cli import main
+    from hpsearch.scripts.cli import main
 
     try:
         code = main(list(args))

@@ -11,8 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-from scripts.bench.run import (
+from hpsearch.scripts.bench.run import (
     FULL,
     MIN_VAL_IMAGES,
     MNIST_TRAIN_IMAGES,

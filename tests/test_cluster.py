@@ -26,11 +26,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from hpsearch.scripts.leaderboard import LEADERBOARD
+from hpsearch.scripts.tune.callback import load_trials, rebuild_leaderboard
 from s3_server import free_port as _free_port
 from sweep_process import REPO, SWEEP_TIMEOUT_S, Sweep
-
-from scripts.leaderboard import LEADERBOARD
-from scripts.tune.callback import load_trials, rebuild_leaderboard
 
 RAY = Path(sys.executable).with_name("ray")
 START_TIMEOUT_S = 90
@@ -509,8 +508,8 @@ def test_launcher_config_passes_ray_up_validation():
 def test_rayjob_runs_a_valid_sweep_command(tmp_path: Path):
     import shlex
 
-    from scripts.cli import build_parser
-    from search_spaces.schema import load_space
+    from hpsearch.scripts.cli import build_parser
+    from hpsearch.search_spaces.schema import load_space
 
     job = yaml.safe_load((CLUSTER_DIR / "rayjob.yaml").read_text())
     assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
@@ -537,10 +536,10 @@ def test_rayjob_runs_a_valid_sweep_command(tmp_path: Path):
 
 
 def test_storage_and_concurrency_helpers():
-    from scripts.tune.cluster import check_placement, default_max_concurrent
-    from scripts.tune.options import storage_uri
-    from search_spaces.errors import ConfigError
-    from search_spaces.schema import parse_space
+    from hpsearch.scripts.tune.cluster import check_placement, default_max_concurrent
+    from hpsearch.scripts.tune.options import storage_uri
+    from hpsearch.search_spaces.errors import ConfigError
+    from hpsearch.search_spaces.schema import parse_space
 
     assert storage_uri(None) is None
     assert storage_uri("s3://bucket/prefix/") == "s3://bucket/prefix"
@@ -562,8 +561,8 @@ def test_ray_client_address_without_ray_client_is_one_line_error(monkeypatch):
 
     if importlib.util.find_spec("grpc") is not None:
         pytest.skip("Ray Client is installed here")
-    from scripts.tune.cluster import connect
-    from search_spaces.errors import ConfigError
+    from hpsearch.scripts.tune.cluster import connect
+    from hpsearch.search_spaces.errors import ConfigError
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # leave this process's auth mode alone
     with pytest.raises(ConfigError, match=r"ray\[client\].*ray job submit"):

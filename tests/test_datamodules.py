@@ -22,15 +22,12 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hpsearch.datamodules.hog as hog_module
+import hpsearch.datamodules.pneumonia as pneumonia_module
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from skimage.feature import hog as skimage_hog
-
-import datamodules.hog as hog_module
-import datamodules.pneumonia as pneumonia_module
-from datamodules import (
+from hpsearch.datamodules import (
     DataError,
     HogMnistConfig,
     HogMnistDataModule,
@@ -45,11 +42,13 @@ from datamodules import (
     hog_features,
     read_idx,
 )
-from datamodules.check import check_all
-from datamodules.configs import DIGIT_CLASSES, FASHION_CLASSES
-from datamodules.idx import IDX_SPECS, gunzipped_cache_path, load_idx_images
-from datamodules.paths import CACHE_DIR_ENV
-from scripts.cli import main as cli_main
+from hpsearch.datamodules.check import check_all
+from hpsearch.datamodules.configs import DIGIT_CLASSES, FASHION_CLASSES
+from hpsearch.datamodules.idx import IDX_SPECS, gunzipped_cache_path, load_idx_images
+from hpsearch.datamodules.paths import CACHE_DIR_ENV
+from hpsearch.scripts.cli import main as cli_main
+from PIL import Image
+from skimage.feature import hog as skimage_hog
 
 REPO = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST, VAL = 100, 30, 20
@@ -719,7 +718,7 @@ def test_data_check_reports_sizes_counts_and_failures(tmp_path: Path) -> None:
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "hpsearch"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "scripts.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "hpsearch"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 

@@ -13,26 +13,25 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from datamodules.errors import DataError
-from datamodules.paths import atomic_write, make_temp_dir
-from scripts.cli import _one_line, build_parser
-from scripts.experiment_folder import LOCK_FILE, check_name, experiment_lock
-from scripts.leaderboard import (
+from hpsearch.datamodules.errors import DataError
+from hpsearch.datamodules.paths import atomic_write, make_temp_dir
+from hpsearch.scripts.cli import _one_line, build_parser
+from hpsearch.scripts.experiment_folder import LOCK_FILE, check_name, experiment_lock
+from hpsearch.scripts.leaderboard import (
     LEADERBOARD,
     STATUS_INTERRUPTED,
     mark_interrupted,
     read_meta,
     relative_to_folder,
 )
-from scripts.provenance import code_version
-from scripts.reports.format import short_headers
-from scripts.train import MetricNotLoggedError
-from scripts.tune.cluster import placement_problem
-from scripts.tune.options import SweepOptions, resume_command, sweep_flags
-from scripts.tune.trainable import failure_report, repeatable
-from search_spaces.errors import ConfigError
-from search_spaces.schema import parse_space
+from hpsearch.scripts.provenance import code_version
+from hpsearch.scripts.reports.format import short_headers
+from hpsearch.scripts.train import MetricNotLoggedError
+from hpsearch.scripts.tune.cluster import placement_problem
+from hpsearch.scripts.tune.options import SweepOptions, resume_command, sweep_flags
+from hpsearch.scripts.tune.trainable import failure_report, repeatable
+from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.schema import parse_space
 
 SPACE = {
     "experiment": "unit",
@@ -160,7 +159,7 @@ def test_a_time_budget_that_is_no_duration_is_refused(text: str, capsys):
 
 
 def test_the_time_budget_overrides_the_file_s_and_a_resume_may_change_it():
-    from scripts.tune.options import PER_RUN, apply_overrides
+    from hpsearch.scripts.tune.options import PER_RUN, apply_overrides
 
     space = parse_space({**SPACE, "budget": {"time_budget_s": 600}}, "unit.yaml")
     assert apply_overrides(space, SweepOptions(time_budget=180.0)).budget.time_budget_s == 180
@@ -169,8 +168,8 @@ def test_the_time_budget_overrides_the_file_s_and_a_resume_may_change_it():
 
 
 def test_a_storage_uri_keeps_its_query_at_the_end_of_every_derived_path():
-    from scripts.leaderboard import ray_experiment_path, ray_storage_path
-    from scripts.uris import join_uri
+    from hpsearch.scripts.leaderboard import ray_experiment_path, ray_storage_path
+    from hpsearch.scripts.uris import join_uri
 
     uri = "s3://bucket/sweeps?endpoint_override=127.0.0.1:9000&scheme=http"
     meta = {"storage": uri, "experiment": "exp"}

@@ -18,6 +18,8 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
+from hpsearch.scripts.leaderboard import LEADERBOARD
+from hpsearch.scripts.study import load_study
 from optuna.trial import TrialState
 from sweep_process import (
     REPO,
@@ -27,9 +29,6 @@ from sweep_process import (
     sweep_writers,
     wait_gone,
 )
-
-from scripts.leaderboard import LEADERBOARD
-from scripts.study import load_study
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +62,7 @@ def _sweep(*args: str) -> Sweep:
 
 
 def _run(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scripts.cli", *args], cwd=REPO, env=_env(),
+    return subprocess.run([sys.executable, "-m", "hpsearch", *args], cwd=REPO, env=_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -270,7 +269,7 @@ def test_ctrl_c_prints_a_resume_command_that_works_as_printed(
     assert "interrupted" in set(interrupted.status), interrupted
     finished_before = interrupted.query("status == 'completed'").set_index("trial_id")
     words = shlex.split(command)
-    resumed = subprocess.run([sys.executable, "-m", "scripts.cli", *words[1:]], cwd=tmp_path,
+    resumed = subprocess.run([sys.executable, "-m", "hpsearch", *words[1:]], cwd=tmp_path,
                              env={**_env(), "PYTHONPATH": str(REPO)}, capture_output=True,
                              text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -16,10 +16,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-from scripts.tune import internals
-from scripts.tune.durability import back_up_state, state_backup_dir
-from scripts.tune.internals import (
+from hpsearch.scripts.tune import internals
+from hpsearch.scripts.tune.durability import back_up_state, state_backup_dir
+from hpsearch.scripts.tune.internals import (
     RAY_SYNCER_LOGGER,
     ReportSender,
     SnapshotRaceFilter,
@@ -27,7 +26,7 @@ from scripts.tune.internals import (
     state_file_complete,
     without_huge_pages,
 )
-from scripts.versions import PINNED, VersionMismatch, check_pinned_versions
+from hpsearch.scripts.versions import PINNED, VersionMismatch, check_pinned_versions
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT_S = 30.0  # generous: only a broken implementation waits this long
@@ -50,7 +49,7 @@ def test_a_different_version_is_one_clear_error():
 def test_importing_the_internals_under_another_ray_fails_naming_the_version():
     code = ("import importlib.metadata as m; real = m.version\n"
             "m.version = lambda name: '2.61.0' if name == 'ray' else real(name)\n"
-            "import scripts.tune.internals")
+            "import hpsearch.scripts.tune.internals")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0
@@ -72,7 +71,7 @@ def test_ray_knows_the_system_config_keys_hpsearch_starts_it_with():
     from ray._private import ray_constants  # noqa: F401 - Ray's config lives in its C++ core
 
     config = internals.ray_system_config()
-    assert config["preload_python_modules"] == ["scripts.tune.trainable"]
+    assert config["preload_python_modules"] == ["hpsearch.scripts.tune.trainable"]
     assert set(config) == {"preload_python_modules", "idle_worker_killing_time_threshold_ms"}
 
 
@@ -100,7 +99,8 @@ def test_token_auth_is_only_sent_when_this_machine_holds_a_token(tmp_path):
     # In a fresh process: Ray caches the token it found once per process (in C++).
     env = {k: v for k, v in __import__("os").environ.items()
            if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE")}
-    code = "from scripts.tune import internals; print(internals.enable_token_auth_if_available())"
+    code = ("from hpsearch.scripts.tune import internals\n"
+            "print(internals.enable_token_auth_if_available())")
     for token in (None, "0123456789abcdef0123456789abcdef"):
         if token:
             (tmp_path / ".ray").mkdir()

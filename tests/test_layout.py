@@ -17,8 +17,13 @@ LAYER = {"datamodules": 0, "lightning_modules": 0, "search_spaces": 1, "scripts"
 
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
+    """The installed name: the repo root is the package ``hpsearch`` (see pyproject.toml)."""
+    parts = ("hpsearch", *path.relative_to(REPO).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _layer_of(module: str) -> str:
+    return module.split(".")[1]
 
 
 def _imports(path: Path) -> set[str]:
@@ -54,7 +59,7 @@ def test_no_import_cycles():
         if node in path:
             cycle = path[path.index(node):] + [node]
             # A package's __init__ importing its own modules is not a cycle back to it.
-            if not all(m.startswith(cycle[0].split(".")[0]) and "." not in m for m in cycle):
+            if not all(m == cycle[0] and m.count(".") == 1 for m in cycle):
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             return
         if node in done:
@@ -71,20 +76,28 @@ def test_no_import_cycles():
 def test_no_upward_imports():
     upward = sorted(f"{src} imports {dst}" for src, targets in _graph().items()
                     for dst in targets
-                    if LAYER[dst.split(".")[0]] > LAYER[src.split(".")[0]]
-                    or {src.split(".")[0], dst.split(".")[0]} == {"datamodules",
-                                                                  "lightning_modules"})
+                    if LAYER[_layer_of(dst)] > LAYER[_layer_of(src)]
+                    or {_layer_of(src), _layer_of(dst)} == {"datamodules", "lightning_modules"})
     assert upward == []
 
 
 def test_reports_and_the_data_and_model_layers_never_import_the_sweep_engine():
     graph = _graph()
     for src, targets in graph.items():
-        if src.startswith(("scripts.reports", "datamodules", "lightning_modules",
-                           "search_spaces")):
-            assert not any(t.startswith("scripts.tune") for t in targets), src
+        if src.startswith(tuple(f"hpsearch.{p}" for p in (
+                "scripts.reports", "datamodules", "lightning_modules", "search_spaces"))):
+            assert not any(t.startswith("hpsearch.scripts.tune") for t in targets), src
     code = ("import sys, scripts.reports.retrain, scripts.reports.compare\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_our_modules_import_each_other_only_through_the_hpsearch_name():
+    # Installed, the folders exist only as hpsearch.<folder>: a bare `import scripts...`
+    # would work in the repo and fail (or import someone else's `scripts`) once installed.
+    bare = sorted(f"{_module_name(p)} imports {m}" for pkg in PACKAGES
+                  for p in (REPO / pkg).rglob("*.py") for m in _imports(p)
+                  if m.split(".")[0] in PACKAGES)
+    assert bare == []

@@ -15,12 +15,8 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from pydantic import ValidationError
-from sklearn.metrics import f1_score, roc_auc_score
-from torch.utils.data import DataLoader, TensorDataset
-
-from datamodules.batches import BatchChunks, TensorBatches
-from lightning_modules import (
+from hpsearch.datamodules.batches import BatchChunks, TensorBatches
+from hpsearch.lightning_modules import (
     PRESETS,
     BinaryCNNConfig,
     ClassifierModule,
@@ -38,8 +34,11 @@ from lightning_modules import (
     parameter_table,
     validate_for_data,
 )
-from scripts.reports.format import format_parameter_table
-from search_spaces.errors import config_error
+from hpsearch.scripts.reports.format import format_parameter_table
+from hpsearch.search_spaces.errors import config_error
+from pydantic import ValidationError
+from sklearn.metrics import f1_score, roc_auc_score
+from torch.utils.data import DataLoader, TensorDataset
 
 pytestmark = [
     # Tiny in-memory loaders trip Lightning's performance hints; they are not failures here.
@@ -477,8 +476,8 @@ def test_real_mnist_mlp_preset_one_epoch(real_data_dir: Path) -> None:
     this uses Keras' default batch size, 32, with which one epoch clears 0.95."""
     import argparse
 
-    from scripts.cli import _train_config
-    from scripts.train import train
+    from hpsearch.scripts.cli import _train_config
+    from hpsearch.scripts.train import train
 
     args = argparse.Namespace(preset="mlp_784_300_10", config=None, epochs=1, seed=0,
                               batch_size=32)
@@ -511,8 +510,8 @@ def test_train_continues_from_a_checkpoint_of_its_run(
     """What a trial restarted by Tune does: it keeps the epochs and best value in its
     checkpoint and trains only the epochs after it; one checkpointed at its last epoch
     trains nothing more."""
-    from scripts.train import train
-    from search_spaces.train_config import train_config_from_sections
+    from hpsearch.scripts.train import train
+    from hpsearch.search_spaces.train_config import train_config_from_sections
 
     sections = {"data": {"name": "mnist", "val_size": 16, "batch_size": 16},
                 "model": {"family": "mlp", "hidden": [16]}, "optimizer": {"name": "adam"}}
@@ -547,8 +546,8 @@ def test_the_progress_bar_counts_mini_batches_and_epochs_from_one(
     """48 training images in the datamodule's batches of 16: 3 optimizer steps per epoch,
     which Lightning takes as one step of a 3-batch chunk (its own bar would say 1/1, and
     "Epoch 1/1" for the second epoch)."""
-    from scripts.train import train
-    from search_spaces.train_config import train_config_from_sections
+    from hpsearch.scripts.train import train
+    from hpsearch.search_spaces.train_config import train_config_from_sections
 
     sections = {"data": {"name": "mnist", "val_size": 16, "batch_size": 16},
                 "model": {"family": "mlp", "hidden": [8]}, "optimizer": {"name": "adam"}}

@@ -7,19 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hpsearch.datamodules import data_config_from_dict
+from hpsearch.datamodules.augment import random_affine
+from hpsearch.datamodules.batches import TensorBatches
+from hpsearch.datamodules.configs import data_key
+from hpsearch.lightning_modules.classifier import ClassifierModule
+from hpsearch.lightning_modules.configs import BinaryCNNConfig, MLPConfig, OptimConfig
+from hpsearch.lightning_modules.metrics import binary_metrics, choose_threshold
+from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.schema import parse_space
+from hpsearch.search_spaces.train_config import train_config_from_sections
+from hpsearch.search_spaces.trials import trial_config
 from torch import nn
-
-from datamodules import data_config_from_dict
-from datamodules.augment import random_affine
-from datamodules.batches import TensorBatches
-from datamodules.configs import data_key
-from lightning_modules.classifier import ClassifierModule
-from lightning_modules.configs import BinaryCNNConfig, MLPConfig, OptimConfig
-from lightning_modules.metrics import binary_metrics, choose_threshold
-from search_spaces.errors import ConfigError
-from search_spaces.schema import parse_space
-from search_spaces.train_config import train_config_from_sections
-from search_spaces.trials import trial_config
 
 
 def _dot(row: int, col: int) -> torch.Tensor:
@@ -157,7 +156,7 @@ def test_adamw_decays_its_weights_apart_from_the_gradient_step():
     """Decoupled decay: with a zero gradient AdamW still shrinks the weights by lr * wd; Adam's
     L2 goes through the moment estimates instead."""
     weight = nn.Parameter(torch.ones(3))
-    from lightning_modules.optim import build_optimizer
+    from hpsearch.lightning_modules.optim import build_optimizer
 
     optimizer = build_optimizer([weight], OptimConfig(name="adamw", lr=0.1, weight_decay=0.5))
     weight.grad = torch.zeros(3)
@@ -208,7 +207,7 @@ def test_threshold_rules_are_validated():
 
 
 def test_validation_scores_are_the_model_s_probabilities_on_the_validation_split():
-    from scripts.reports.retrain import validation_scores
+    from hpsearch.scripts.reports.retrain import validation_scores
 
     torch.manual_seed(0)
     module = _mlp_module(0.0, binary=True)

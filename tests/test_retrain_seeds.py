@@ -11,11 +11,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
-
-from scripts.cli import main
-from scripts.compute import runs_compute
-from scripts.reports.compare import compare
-from scripts.reports.retrain import (
+from hpsearch.scripts.cli import main
+from hpsearch.scripts.compute import runs_compute
+from hpsearch.scripts.reports.compare import compare
+from hpsearch.scripts.reports.retrain import (
     RetrainOptions,
     _report_md,
     format_test_results,
@@ -24,8 +23,8 @@ from scripts.reports.retrain import (
     summarize,
     summarize_seeds,
 )
-from search_spaces.errors import ConfigError
-from search_spaces.train_config import TrainConfig
+from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.train_config import TrainConfig
 
 # t(0.975, 2) = 4.302652729911275: mean 0.92 ± 4.3027 * 0.02 / sqrt(3).
 CI_LOW, CI_HIGH = 0.8703172457649935, 0.9696827542350066

@@ -16,10 +16,9 @@ import pandas as pd
 import pyarrow.fs
 import pytest
 import yaml
+from hpsearch.lightning_modules.classifier import ClassifierModule
+from hpsearch.scripts.leaderboard import LEADERBOARD
 from sweep_process import REPO, Sweep
-
-from lightning_modules.classifier import ClassifierModule
-from scripts.leaderboard import LEADERBOARD
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +89,7 @@ def test_a_sweep_in_s3_is_killed_resumed_rebuilt_and_retrained(
         assert list(module.model_cfg.hidden) == json.loads(best["config"])["model"]["hidden"]
 
     (exp_dir / LEADERBOARD).unlink()
-    rebuilt = subprocess.run([sys.executable, "-m", "scripts.cli", "leaderboard", str(exp_dir),
+    rebuilt = subprocess.run([sys.executable, "-m", "hpsearch", "leaderboard", str(exp_dir),
                               "--rebuild"], cwd=REPO, env=env, capture_output=True, text=True,
                              timeout=120)
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
@@ -98,7 +97,7 @@ def test_a_sweep_in_s3_is_killed_resumed_rebuilt_and_retrained(
     assert sorted(again.trial_id) == sorted(board.trial_id)
 
     retrained = subprocess.run(
-        [sys.executable, "-m", "scripts.cli", "retrain", str(exp_dir), "--epochs", "1",
+        [sys.executable, "-m", "hpsearch", "retrain", str(exp_dir), "--epochs", "1",
          "--data-dir", str(mnist_subset_dir)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert retrained.returncode == 0, retrained.stdout + retrained.stderr
@@ -111,7 +110,7 @@ def test_a_storage_uri_no_file_system_takes_is_one_line_and_leaves_no_folder(
     space = tmp_path / "s3.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     proc = subprocess.run(
-        [sys.executable, "-m", "scripts.cli", "sweep", str(space), "--results-dir",
+        [sys.executable, "-m", "hpsearch", "sweep", str(space), "--results-dir",
          str(tmp_path / "results"), "--data-dir", str(mnist_subset_dir), "--storage",
          "s3://b/hp?endpoint_override=127.0.0.1:9&scheme=ftp"],
         cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from scripts.bench.run import Figure
-from scripts.bench.search import (
+from hpsearch.scripts.bench.run import Figure
+from hpsearch.scripts.bench.search import (
     FULL,
     METHODS,
     QUICK,
@@ -29,7 +28,7 @@ from scripts.bench.search import (
     search_target,
     to_target,
 )
-from search_spaces.schema import parse_space
+from hpsearch.search_spaces.schema import parse_space
 
 
 def _run(method: str, seed: int, accs: list[float], step_s: float = 1.0) -> Run:
@@ -113,7 +112,7 @@ def test_plain_optuna_baseline_spends_exactly_its_epoch_budget(mnist_subset_dir:
     space_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     events = tmp_path / "events.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "scripts.bench.plain_optuna", str(space_file),
+        [sys.executable, "-m", "hpsearch.scripts.bench.plain_optuna", str(space_file),
          "--events", str(events), "--data-dir", str(mnist_subset_dir)],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -11,14 +11,13 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-
-from scripts.leaderboard import atomic_write_json
-from scripts.tune.cluster import environ_defaults
-from scripts.tune.durability import back_up_state, repair_state
-from scripts.tune.options import SweepOptions, apply_overrides, space_from_meta, sweep_meta
-from search_spaces.errors import ConfigError
-from search_spaces.schema import builtin_spaces, load_space, parse_space
-from search_spaces.trials import define_by_run, flat_point, sampled_params, trial_config
+from hpsearch.scripts.leaderboard import atomic_write_json
+from hpsearch.scripts.tune.cluster import environ_defaults
+from hpsearch.scripts.tune.durability import back_up_state, repair_state
+from hpsearch.scripts.tune.options import SweepOptions, apply_overrides, space_from_meta, sweep_meta
+from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.schema import builtin_spaces, load_space, parse_space
+from hpsearch.search_spaces.trials import define_by_run, flat_point, sampled_params, trial_config
 
 # Every search-space file we ship: the five experiments and the cluster example.
 ALL_SPACE_FILES = [

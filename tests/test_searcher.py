@@ -10,16 +10,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+from hpsearch.scripts.leaderboard import rank_rows
+from hpsearch.scripts.reports.pareto import pareto_ranks
+from hpsearch.scripts.study import open_journal
+from hpsearch.scripts.tune.schedulers import decision_epochs, make_scheduler
+from hpsearch.scripts.tune.searcher import OptunaSearcher, make_sampler, objective_values
+from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.schema import parse_space
+from hpsearch.search_spaces.trials import sampled_params
 from optuna.trial import TrialState
-
-from scripts.leaderboard import rank_rows
-from scripts.reports.pareto import pareto_ranks
-from scripts.study import open_journal
-from scripts.tune.schedulers import decision_epochs, make_scheduler
-from scripts.tune.searcher import OptunaSearcher, make_sampler, objective_values
-from search_spaces.errors import ConfigError
-from search_spaces.schema import parse_space
-from search_spaces.trials import sampled_params
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
-from scripts.leaderboard import read_leaderboard
-from scripts.tune.driver import SweepOptions, run_sweep
-from search_spaces.schema import builtin_spaces, parse_space
+from hpsearch.scripts.leaderboard import read_leaderboard
+from hpsearch.scripts.tune.driver import SweepOptions, run_sweep
+from hpsearch.search_spaces.schema import builtin_spaces, parse_space
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
-
-from scripts.experiment_folder import experiment_lock, lock_holder
-from scripts.leaderboard import LEADERBOARD, SWEEP_META
-from scripts.reports.status import (
+from hpsearch.scripts.experiment_folder import experiment_lock, lock_holder
+from hpsearch.scripts.leaderboard import LEADERBOARD, SWEEP_META
+from hpsearch.scripts.reports.status import (
     TimeLeft,
     best_line,
     folder_state,
@@ -24,6 +22,7 @@ from scripts.reports.status import (
     sweep_state,
     time_left,
 )
+from rich.console import Console
 
 META = {"objective": {"metric": "val_acc", "mode": "max"}, "num_samples": 6, "max_epochs": 4,
         "params": ["optimizer.lr", "optimizer.name", "optimizer.momentum"]}
@@ -140,8 +139,8 @@ def test_total_epochs_bounds_the_epochs_left():
 
 
 def test_a_folder_with_a_file_open_says_a_process_still_uses_it(tmp_path: Path):
-    from scripts.experiment_folder import processes_using
-    from scripts.reports.status import folder_status
+    from hpsearch.scripts.experiment_folder import processes_using
+    from hpsearch.scripts.reports.status import folder_status
 
     exp = _folder(tmp_path, started_ago_s=5.0)
     assert processes_using(exp) == []

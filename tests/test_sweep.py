@@ -21,21 +21,20 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from hpsearch.datamodules.paths import current_umask
+from hpsearch.lightning_modules.classifier import ClassifierModule
+from hpsearch.scripts.cli import main as cli_main
+from hpsearch.scripts.leaderboard import LEADERBOARD
+from hpsearch.scripts.reports.compare import ACCURACY_PLOT, accuracy_panel, compare
+from hpsearch.scripts.reports.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
+from hpsearch.scripts.study import load_study
+from hpsearch.scripts.tune.callback import rebuild_leaderboard
+from hpsearch.scripts.tune.driver import SweepOptions, run_sweep
+from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.schema import parse_space
 from optuna.trial import TrialState
 from s3_server import free_port
 from sweep_process import cli_in_process
-
-from datamodules.paths import current_umask
-from lightning_modules.classifier import ClassifierModule
-from scripts.cli import main as cli_main
-from scripts.leaderboard import LEADERBOARD
-from scripts.reports.compare import ACCURACY_PLOT, accuracy_panel, compare
-from scripts.reports.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
-from scripts.study import load_study
-from scripts.tune.callback import rebuild_leaderboard
-from scripts.tune.driver import SweepOptions, run_sweep
-from search_spaces.errors import ConfigError
-from search_spaces.schema import parse_space
 
 pytestmark = pytest.mark.slow
 
@@ -398,7 +397,7 @@ def test_a_time_budget_stops_the_sweep_keeping_its_trials_and_a_resume_goes_on(
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "scripts.cli", *args]
+    return [sys.executable, "-m", "hpsearch", *args]
 
 
 def test_a_driver_killed_right_after_a_trial_finished_resumes_losing_and_repeating_nothing(
@@ -516,10 +515,10 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.Captur
 WARM_WORKERS_SCRIPT = """
 import json, sys
 from pathlib import Path
-from scripts.bench.run import idle_ray_workers, wait_for_idle_workers
-from scripts.tune.cluster import init_ray
-from scripts.tune.driver import SweepOptions, run_sweep
-from search_spaces.schema import parse_space
+from hpsearch.scripts.bench.run import idle_ray_workers, wait_for_idle_workers
+from hpsearch.scripts.tune.cluster import init_ray
+from hpsearch.scripts.tune.driver import SweepOptions, run_sweep
+from hpsearch.search_spaces.schema import parse_space
 
 raw = json.loads(sys.argv[1])
 init_ray(None)

@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 import pytorch_lightning as pl
-
-from scripts.train import EpochHistory, train
-from scripts.tune import trainable
-from scripts.tune.schedulers import decision_epochs, make_scheduler
-from scripts.tune.trainable import TuneReporter
-from search_spaces.schema import parse_space
-from search_spaces.train_config import train_config_from_sections
+from hpsearch.scripts.train import EpochHistory, train
+from hpsearch.scripts.tune import trainable
+from hpsearch.scripts.tune.schedulers import decision_epochs, make_scheduler
+from hpsearch.scripts.tune.trainable import TuneReporter
+from hpsearch.search_spaces.schema import parse_space
+from hpsearch.search_spaces.train_config import train_config_from_sections
 
 WAIT_S = 30.0  # generous: only a broken implementation waits this long
 

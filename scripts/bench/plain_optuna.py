@@ -4,7 +4,7 @@ Optuna's successive-halving pruner, trials two at a time in threads, and the sam
 training epochs. ``hpsearch bench --only search`` runs it as a command of its own, from a
 cold start, as it runs ``hpsearch sweep``:
 
-    python -m scripts.bench.plain_optuna SPACE.yaml --seed 0 --events events.jsonl
+    python -m hpsearch.scripts.bench.plain_optuna SPACE.yaml --seed 0 --events events.jsonl
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from typing import Any
 import optuna
 import pytorch_lightning as pl
 import torch
-
-from datamodules.errors import DataError
-from scripts.train import EpochHistory, train
-from search_spaces.errors import ConfigError
-from search_spaces.schema import SearchSpace, load_space
-from search_spaces.trials import define_by_run, sampled_params, trial_config
+from hpsearch.datamodules.errors import DataError
+from hpsearch.scripts.train import EpochHistory, train
+from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.schema import SearchSpace, load_space
+from hpsearch.search_spaces.trials import define_by_run, sampled_params, trial_config
 
 
 class EpochLog:
@@ -102,7 +101,7 @@ def run(space: SearchSpace, seed: int, events: Path, data_dir: str | None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.bench.plain_optuna",
+    parser = argparse.ArgumentParser(prog="python -m hpsearch.scripts.bench.plain_optuna",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("space", help="search-space YAML file with budget.total_epochs")
     parser.add_argument("--seed", type=int, default=0, help="TPE's seed (default 0)")

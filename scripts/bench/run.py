@@ -29,17 +29,20 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-
-from datamodules import Splits, build_datamodule, data_config_from_dict
-from datamodules.batches import model_inputs
-from lightning_modules.backbones import build_backbone
-from lightning_modules.optim import build_optimizer
-from lightning_modules.presets import PRESETS
-from scripts.bench.search import SPACE_FILE as SEARCH_SPACE_FILE
-from scripts.bench.search import bench_search, rows_csv
-from scripts.leaderboard import atomic_write_text
-from scripts.train import plain_cuda_check, train
-from search_spaces.train_config import TrainConfig, preset_sections, train_config_from_sections
+from hpsearch.datamodules import Splits, build_datamodule, data_config_from_dict
+from hpsearch.datamodules.batches import model_inputs
+from hpsearch.lightning_modules.backbones import build_backbone
+from hpsearch.lightning_modules.optim import build_optimizer
+from hpsearch.lightning_modules.presets import PRESETS
+from hpsearch.scripts.bench.search import SPACE_FILE as SEARCH_SPACE_FILE
+from hpsearch.scripts.bench.search import bench_search, rows_csv
+from hpsearch.scripts.leaderboard import atomic_write_text
+from hpsearch.scripts.train import plain_cuda_check, train
+from hpsearch.search_spaces.train_config import (
+    TrainConfig,
+    preset_sections,
+    train_config_from_sections,
+)
 
 TRAIN_MODELS = ("mlp_784_300_10", "hog_mlp_392_128_10", "cnn_7465")
 PARTS = ("train", "sweep", "hog", "gpu", "search")
@@ -291,8 +294,8 @@ class EpochModel:
 def measure_epoch_model(data_dir: str | None, epochs: int = 3) -> EpochModel:
     """Time the bench trial's epochs with ``train()`` in this process (as a 1-CPU trial) at
     two sizes, the first epoch of each a warm-up."""
-    from search_spaces.schema import parse_space
-    from search_spaces.trials import trial_config
+    from hpsearch.search_spaces.schema import parse_space
+    from hpsearch.search_spaces.trials import trial_config
 
     times = {}
     for images in (10_000, 50_000):
@@ -367,9 +370,9 @@ class SweepTiming:
 
 def timed_sweep(raw: dict[str, Any], results_dir: Path, name: str, data_dir: str | None,
                 tune_defaults: bool = False) -> SweepTiming:
-    from scripts.tune.cluster import environ_defaults
-    from scripts.tune.driver import SweepOptions, run_sweep
-    from search_spaces.schema import parse_space
+    from hpsearch.scripts.tune.cluster import environ_defaults
+    from hpsearch.scripts.tune.driver import SweepOptions, run_sweep
+    from hpsearch.search_spaces.schema import parse_space
 
     space = parse_space(raw, "bench")
     opts = SweepOptions(results_dir=results_dir, name=name, data_dir=data_dir, quiet=True,
@@ -416,9 +419,8 @@ def start_ray_for_bench(tune_defaults: bool, slots: int) -> float:
     here too: they are the command's start-up, like Ray's."""
     import optuna  # noqa: F401
     import ray
+    from hpsearch.scripts.tune.cluster import init_ray
     from ray.tune.search.optuna import OptunaSearch  # noqa: F401
-
-    from scripts.tune.cluster import init_ray
 
     started = time.perf_counter()
     if tune_defaults:
@@ -537,10 +539,9 @@ def sweep_figures(mode: Mode, size: TrialSize, ours: SweepTiming,
 
 
 def bench_hog(data_dir: str | None, mode: Mode) -> list[Figure]:
+    from hpsearch.datamodules.hog import hog_features
+    from hpsearch.datamodules.idx import load_idx_images
     from skimage.feature import hog
-
-    from datamodules.hog import hog_features
-    from datamodules.idx import load_idx_images
 
     # The preset's HOG parameters, on float32 images in [0, 1] as the datamodule computes them.
     cfg = data_config_from_dict({"name": "hog_mnist", **PRESETS["hog_mlp_392_128_10"].data})
@@ -601,7 +602,7 @@ def bench_gpu_sharing(data_dir: str | None, mode: Mode, sharing: int = 4) -> lis
 
 
 def format_table(figures: Iterable[Figure]) -> str:
-    from scripts.reports.format import render_table
+    from hpsearch.scripts.reports.format import render_table
 
     rows = [(f.part, f.item, f"{f.ours:.4g} {f.unit}".strip(),
              f"{f.baseline:.4g} {f.unit}".strip(), f"{f.ratio:.3g}", f.baseline_name, f.target,

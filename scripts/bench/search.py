@@ -37,8 +37,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-
-from search_spaces.schema import load_yaml_mapping
+from hpsearch.search_spaces.schema import load_yaml_mapping
 
 # The default space: the HOG MLP's epochs are short; frozen apart from the experiment's
 # space so the committed figures stay reproducible. ``--search-space`` picks another.
@@ -119,7 +118,7 @@ def bench_space(mode: SearchMode, method: Method, seed: int,
 def warm_hog_cache(raw: dict[str, Any], data_dir: str | None) -> None:
     """Compute every HOG variant the space can draw before any timed run, so that no run
     pays for the first computation of one (all read the disk cache alike)."""
-    from datamodules import build_datamodule, data_config_from_dict
+    from hpsearch.datamodules import build_datamodule, data_config_from_dict
 
     search = raw["search"]
     if "data.pixels_per_cell" not in search:
@@ -133,10 +132,11 @@ def warm_hog_cache(raw: dict[str, Any], data_dir: str | None) -> None:
 def _command(method: Method, space_file: Path, work: Path, data_dir: str | None) -> list[str]:
     data = ["--data-dir", data_dir] if data_dir else []
     if method.sampler is None:
-        return [sys.executable, "-m", "scripts.bench.plain_optuna", str(space_file), "--seed",
+        return [sys.executable, "-m", "hpsearch.scripts.bench.plain_optuna", str(space_file),
+                "--seed",
                 str(load_yaml_mapping(space_file)["seed"]), "--events",
                 str(work / "events.jsonl"), *data]
-    return [sys.executable, "-m", "scripts.cli", "sweep", str(space_file), "--results-dir",
+    return [sys.executable, "-m", "hpsearch", "sweep", str(space_file), "--results-dir",
             str(work), "--name", "sweep", *data]
 
 
@@ -364,7 +364,7 @@ def bench_search(data_dir: str | None, quick: bool, out: Path, figure: Any,
                  space: Path = SPACE_FILE) -> list[Any]:
     """Run every method for every seed of the mode; write the anytime curves (CSV, PNG)
     beside ``out`` and return the figures."""
-    from scripts.leaderboard import atomic_write_text
+    from hpsearch.scripts.leaderboard import atomic_write_text
 
     mode = QUICK if quick else FULL
     warm_hog_cache(bench_space(mode, METHODS[0], 0, space), data_dir)

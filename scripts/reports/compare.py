@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from scripts.compute import COMPUTE_KEY
-from scripts.leaderboard import (
+from hpsearch.scripts.compute import COMPUTE_KEY
+from hpsearch.scripts.leaderboard import (
     LEADERBOARD,
     STATUS_COMPLETED,
     STATUS_EARLY_STOPPED,
@@ -20,9 +19,9 @@ from scripts.leaderboard import (
     read_leaderboard,
     read_meta,
 )
-from scripts.reports import plots
-from scripts.reports.retrain import BEST_DIR, f1_name, format_mean_std
-from search_spaces.errors import ConfigError
+from hpsearch.scripts.reports import plots
+from hpsearch.scripts.reports.retrain import BEST_DIR, f1_name, format_mean_std
+from hpsearch.search_spaces.errors import ConfigError
 
 # The students' best hand-tuned test results (../shared/lab-reports), by (dataset, family).
 LAB_BEST: dict[tuple[str, str], dict[str, float]] = {

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
-from scripts.reports.retrain import RetrainOptions, resolve_run
-from search_spaces.errors import replaced
+from hpsearch.scripts.reports.retrain import RetrainOptions, resolve_run
+from hpsearch.search_spaces.errors import replaced
 
 
 def export_config(exp_dir: Path, rank: int | None = None, trial_id: str | None = None) -> str:

@@ -13,19 +13,27 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from datamodules.paths import make_temp_dir
-from lightning_modules.metrics import binary_metrics, choose_threshold, metrics_from_confusion
-from lightning_modules.summary import parameter_table
-from scripts.compute import COMPUTE_KEY, runs_compute
-from scripts.leaderboard import STATUS_ERRORED, atomic_write_json, read_leaderboard, read_meta
-from scripts.provenance import code_version
-from scripts.reports import plots
-from scripts.reports.format import format_parameter_table
-from scripts.train import TrainResult, train
-from search_spaces.errors import ConfigError, replaced
-from search_spaces.schema import load_yaml_mapping
-from search_spaces.train_config import TrainConfig
+from hpsearch.datamodules.paths import make_temp_dir
+from hpsearch.lightning_modules.metrics import (
+    binary_metrics,
+    choose_threshold,
+    metrics_from_confusion,
+)
+from hpsearch.lightning_modules.summary import parameter_table
+from hpsearch.scripts.compute import COMPUTE_KEY, runs_compute
+from hpsearch.scripts.leaderboard import (
+    STATUS_ERRORED,
+    atomic_write_json,
+    read_leaderboard,
+    read_meta,
+)
+from hpsearch.scripts.provenance import code_version
+from hpsearch.scripts.reports import plots
+from hpsearch.scripts.reports.format import format_parameter_table
+from hpsearch.scripts.train import TrainResult, train
+from hpsearch.search_spaces.errors import ConfigError, replaced
+from hpsearch.search_spaces.schema import load_yaml_mapping
+from hpsearch.search_spaces.train_config import TrainConfig
 
 BEST_DIR = "best"
 # Re-training a trial with its seed on the same machine repeats its computation; across
@@ -182,7 +190,7 @@ def format_summary(summary: dict[str, Any], digits: int = 4) -> str:
 def format_test_results(info: dict[str, Any]) -> str:
     """The test metrics as a small table for the terminal: mean ± std and the 95% interval
     over the seeds when several."""
-    from scripts.reports.format import render_table
+    from hpsearch.scripts.reports.format import render_table
 
     test = info["test"]
     names = [("accuracy", "accuracy"), ("F1", f1_name(test)), ("AUC", "auc"),

@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from hpsearch.scripts.leaderboard import atomic_write_text, objectives, read_meta
+from hpsearch.scripts.provenance import code_version
+from hpsearch.scripts.reports import plots
+from hpsearch.scripts.study import load_study
+from hpsearch.search_spaces.errors import ConfigError
 from optuna.trial import TrialState
 from optuna.visualization import matplotlib as optuna_plots
-
-from scripts.leaderboard import atomic_write_text, objectives, read_meta
-from scripts.provenance import code_version
-from scripts.reports import plots
-from scripts.study import load_study
-from search_spaces.errors import ConfigError
 
 SEARCH_REPORT = "search.md"
 SEARCH_PLOTS = "search"  # the PNGs' folder, beside search.md

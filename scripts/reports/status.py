@@ -12,12 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
-
-from scripts.experiment_folder import lock_holder, processes_using
-from scripts.leaderboard import (
+from hpsearch.scripts.experiment_folder import lock_holder, processes_using
+from hpsearch.scripts.leaderboard import (
     FINISHED_STATUSES,
     LEADERBOARD,
     STATUS_INTERRUPTED,
@@ -26,7 +22,10 @@ from scripts.leaderboard import (
     read_leaderboard,
     read_meta,
 )
-from scripts.reports.format import params_text
+from hpsearch.scripts.reports.format import params_text
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 
 
 @dataclass(frozen=True)

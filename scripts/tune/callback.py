@@ -7,10 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ray import tune
-from ray.tune import ExperimentAnalysis
-
-from scripts.leaderboard import (
+from hpsearch.scripts.leaderboard import (
     RAY_DIR,
     STATUS_ERRORED,
     SWEEP_META,
@@ -21,9 +18,11 @@ from scripts.leaderboard import (
     write_leaderboard,
     write_pareto_plot,
 )
-from scripts.tune.options import space_from_meta
-from search_spaces.errors import ConfigError
-from search_spaces.schema import SearchSpace
+from hpsearch.scripts.tune.options import space_from_meta
+from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.schema import SearchSpace
+from ray import tune
+from ray.tune import ExperimentAnalysis
 
 WRITE_EVERY_S = 2.0  # while results arrive, the leaderboard is rewritten at most this often
 

@@ -9,15 +9,14 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from scripts.tune import internals
-from search_spaces.schema import SearchSpace
+from hpsearch.scripts.tune import internals
+from hpsearch.search_spaces.schema import SearchSpace
 
 
 def connect(address: str) -> None:
     """``ray.init`` against the existing cluster at ``address``."""
     import ray
-
-    from search_spaces.errors import ConfigError
+    from hpsearch.search_spaces.errors import ConfigError
 
     sends_token = internals.enable_token_auth_if_available()
     if address.startswith("ray://"):
@@ -85,7 +84,7 @@ def cluster_summary() -> dict[str, Any]:
 
 def check_placement(space: SearchSpace) -> None:
     """Reject placements that cannot work before anything starts."""
-    from search_spaces.errors import ConfigError
+    from hpsearch.search_spaces.errors import ConfigError
 
     res = space.resources
     if res.workers_per_trial > 1 and 0 < res.gpus_per_trial < 1:
@@ -133,7 +132,7 @@ def _node_resources() -> list[dict[str, float]]:
 def check_resources(space: SearchSpace, wait_s: float | None = None) -> None:
     """Refuse a sweep whose trials no node of the joined cluster can ever hold, before
     anything is written; with ``wait_s``, give an autoscaling cluster that long to grow."""
-    from search_spaces.errors import ConfigError
+    from hpsearch.search_spaces.errors import ConfigError
 
     deadline = time.monotonic() + (wait_s or 0.0)
     while (problem := placement_problem(space, _node_resources())) is not None:

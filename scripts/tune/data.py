@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from datamodules import Splits, TensorDataModule, build_datamodule
-from datamodules.configs import BATCH_FIELDS, data_key
-from scripts.tune import internals
-from search_spaces.schema import SearchSpace
+from hpsearch.datamodules import Splits, TensorDataModule, build_datamodule
+from hpsearch.datamodules.configs import BATCH_FIELDS, data_key
+from hpsearch.scripts.tune import internals
+from hpsearch.search_spaces.schema import SearchSpace
 
 DATA_FROM_OBJECT_STORE = "object-store"
 
@@ -59,7 +58,7 @@ def searched_data_fields(space: SearchSpace) -> list[str]:
 def load_data(space: SearchSpace, data_dir: str) -> TensorDataModule:
     """Load the space's dataset once in the driver, so a missing or corrupt file is one clear
     error before any experiment folder or trial exists; shipped to the trials from here."""
-    from datamodules import build_datamodule, data_config_from_dict
+    from hpsearch.datamodules import build_datamodule, data_config_from_dict
 
     dm = build_datamodule(data_config_from_dict(space.fixed("data")), data_dir)
     with internals.without_huge_pages():  # decoded to be copied to the object store

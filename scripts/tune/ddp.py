@@ -11,12 +11,11 @@ from typing import Any
 import pytorch_lightning as pl
 import ray.train
 import torch
-
-from scripts.tune.cluster import current_node_id
-from scripts.tune.data import DataHandle, trial_datamodule
-from scripts.tune.driver_watch import DriverIdentity, stop_if_driver_gone, watch_driver
-from scripts.tune.trainable import TuneReporter, _device_name
-from search_spaces.schema import SearchSpace
+from hpsearch.scripts.tune.cluster import current_node_id
+from hpsearch.scripts.tune.data import DataHandle, trial_datamodule
+from hpsearch.scripts.tune.driver_watch import DriverIdentity, stop_if_driver_gone, watch_driver
+from hpsearch.scripts.tune.trainable import TuneReporter, _device_name
+from hpsearch.search_spaces.schema import SearchSpace
 
 # Logical memory the Tune side of a data-parallel trial asks for. That actor only drives the
 # Ray Train run, so it takes no CPU: asking for one would leave N workers x 1 CPU unable to
@@ -64,10 +63,9 @@ def _ddp_worker(loop_config: dict[str, Any]) -> None:
     A retried trial (its node died, or the sweep was resumed) starts a Train run of the same
     name and storage, whose latest checkpoint ``ray.train.get_checkpoint()`` hands back: the
     workers continue from it (its best epoch so far) instead of from the first epoch."""
+    from hpsearch.scripts.train import EpochHistory, train
+    from hpsearch.search_spaces.trials import sampled_params, trial_config
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
-
-    from scripts.train import EpochHistory, train
-    from search_spaces.trials import sampled_params, trial_config
 
     space: SearchSpace = loop_config["space"]
     watch_driver(loop_config["driver"])

@@ -12,14 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ray import tune
-from ray.tune.error import TuneError
-from ray.tune.search import ConcurrencyLimiter
-
-from datamodules.paths import resolve_data_dir
-from scripts.compute import COMPUTE_KEY, sweep_compute
-from scripts.experiment_folder import check_name, disk_space_problem, experiment_lock
-from scripts.leaderboard import (
+from hpsearch.datamodules.paths import resolve_data_dir
+from hpsearch.scripts.compute import COMPUTE_KEY, sweep_compute
+from hpsearch.scripts.experiment_folder import check_name, disk_space_problem, experiment_lock
+from hpsearch.scripts.leaderboard import (
     FINISHED_STATUSES,
     LEADERBOARD,
     RAY_DIR,
@@ -34,9 +30,9 @@ from scripts.leaderboard import (
     read_leaderboard,
     read_meta,
 )
-from scripts.study import journal_path
-from scripts.tune.callback import LeaderboardCallback, TellStoppedTrials
-from scripts.tune.cluster import (
+from hpsearch.scripts.study import journal_path
+from hpsearch.scripts.tune.callback import LeaderboardCallback, TellStoppedTrials
+from hpsearch.scripts.tune.cluster import (
     check_placement,
     check_resources,
     cluster_summary,
@@ -44,13 +40,22 @@ from scripts.tune.cluster import (
     environ_defaults,
     init_ray,
 )
-from scripts.tune.data import DataHandle, load_data, searched_data_fields, ship_data
-from scripts.tune.ddp import DDP_DRIVER_MEMORY, run_ddp_trial
-from scripts.tune.disk_guard import DiskGuard
-from scripts.tune.driver_watch import DriverIdentity
-from scripts.tune.durability import STATE_BACKUP, repair_state, state_backup_dir, tune_settings
-from scripts.tune.internals import FolderSearchGenerator, has_saved_state, warm_trial_workers
-from scripts.tune.options import (
+from hpsearch.scripts.tune.data import DataHandle, load_data, searched_data_fields, ship_data
+from hpsearch.scripts.tune.ddp import DDP_DRIVER_MEMORY, run_ddp_trial
+from hpsearch.scripts.tune.disk_guard import DiskGuard
+from hpsearch.scripts.tune.driver_watch import DriverIdentity
+from hpsearch.scripts.tune.durability import (
+    STATE_BACKUP,
+    repair_state,
+    state_backup_dir,
+    tune_settings,
+)
+from hpsearch.scripts.tune.internals import (
+    FolderSearchGenerator,
+    has_saved_state,
+    warm_trial_workers,
+)
+from hpsearch.scripts.tune.options import (
     OVERRIDE_KEYS,
     OVERRIDES,
     PER_RUN,
@@ -60,14 +65,17 @@ from scripts.tune.options import (
     storage_uri,
     sweep_meta,
 )
-from scripts.tune.schedulers import OBJECTIVE_SO_FAR, make_scheduler
-from scripts.tune.stoppers import budget_stopper
-from scripts.tune.trackers import TrackerSpec, parse_trackers, tracker_callbacks
-from scripts.tune.trainable import run_trial
-from scripts.tune.view import LINES, LIVE, SweepView
-from scripts.uris import join_uri
-from search_spaces.errors import ConfigError
-from search_spaces.schema import SearchSpace
+from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR, make_scheduler
+from hpsearch.scripts.tune.stoppers import budget_stopper
+from hpsearch.scripts.tune.trackers import TrackerSpec, parse_trackers, tracker_callbacks
+from hpsearch.scripts.tune.trainable import run_trial
+from hpsearch.scripts.tune.view import LINES, LIVE, SweepView
+from hpsearch.scripts.uris import join_uri
+from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.schema import SearchSpace
+from ray import tune
+from ray.tune.error import TuneError
+from ray.tune.search import ConcurrencyLimiter
 
 
 @dataclass
@@ -102,8 +110,7 @@ def _search_alg(space: SearchSpace, exp_dir: Path, meta: Mapping[str, Any],
     """The searcher, built afresh on every run (new or resumed) from the folder where it is
     now; Tune restores only its saved state into it."""
     import optuna
-
-    from scripts.tune.searcher import OptunaSearcher
+    from hpsearch.scripts.tune.searcher import OptunaSearcher
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created ..."
     searcher = OptunaSearcher(space, str(journal_path(exp_dir)), meta["study_name"], resume)

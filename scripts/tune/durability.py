@@ -8,9 +8,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from datamodules.paths import atomic_write
-from scripts.tune.cluster import environ_defaults
-from scripts.tune.internals import (
+from hpsearch.datamodules.paths import atomic_write
+from hpsearch.scripts.tune.cluster import environ_defaults
+from hpsearch.scripts.tune.internals import (
     RAY_SYNCER_LOGGER,
     TUNE_CHATTER,
     ChatterFilter,

@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hpsearch.scripts.versions import check_pinned_versions
 from ray._private.authentication.authentication_token_setup import (
     maybe_enable_token_auth_if_token_available,
 )
 from ray.tune.execution import class_cache
 from ray.tune.execution.tune_controller import TuneController
 from ray.tune.search import SearchGenerator
-
-from scripts.versions import check_pinned_versions
 
 check_pinned_versions()
 
@@ -104,7 +103,7 @@ class ReportSender:
 # What every trial process imports: torch, Lightning, Ray Tune and our code (seconds of
 # start-up). Ray's worker processes import it while they start, ahead of any trial, so a
 # sweep's first trials do not wait for it (Ray's `preload_python_modules` setting).
-TRIAL_WORKER_MODULES = ("scripts.tune.trainable",)
+TRIAL_WORKER_MODULES = ("hpsearch.scripts.tune.trainable",)
 
 
 def ray_system_config() -> dict[str, Any]:

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scripts.provenance import code_version
-from scripts.uris import join_uri
+from hpsearch.scripts.provenance import code_version
+from hpsearch.scripts.uris import join_uri
 
 if TYPE_CHECKING:  # the command line builds its parser from this module: keep it light
-    from search_spaces.schema import SearchSpace
+    from hpsearch.search_spaces.schema import SearchSpace
 
 
 def _option(default: Any, help: str, overrides: str | None = None, key: str | None = None,
@@ -139,7 +139,7 @@ def apply_overrides(space: SearchSpace, opts: SweepOptions) -> SearchSpace:
     if "max_epochs" in budget:
         budget["grace_period"] = min(space.budget.grace_period, budget["max_epochs"])
     resources = {k: v for k, v in given.items() if OVERRIDES[k] == "resources"}
-    from search_spaces.errors import replaced  # pydantic: not at CLI start-up
+    from hpsearch.search_spaces.errors import replaced  # pydantic: not at CLI start-up
 
     return dataclasses.replace(
         space,
@@ -185,7 +185,7 @@ def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, n
 
 def space_from_meta(meta: Mapping[str, Any]) -> SearchSpace:
     """The space a stored sweep ran: its file's contents with the command-line overrides."""
-    from search_spaces.schema import parse_space  # pydantic and torch: not at CLI start-up
+    from hpsearch.search_spaces.schema import parse_space  # pydantic and torch: not at CLI start-up
 
     stored = parse_space(meta["space"], source=meta["space_file"])
     return apply_overrides(stored, dataclasses.replace(SweepOptions(), **meta["overrides"]))

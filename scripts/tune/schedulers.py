@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces.schema import SearchSpace
+from hpsearch.search_spaces.schema import SearchSpace
 
 # What the scheduler and the searcher go by: the trial's objective as the sweep defines it,
 # the best epoch's value so far (reported by the trial at every epoch).

@@ -19,21 +19,20 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
-from optuna.storages import JournalStorage
-from optuna.trial import TrialState
-from ray.tune.search import Searcher
-
-from scripts.leaderboard import (
+from hpsearch.scripts.leaderboard import (
     FAILED_KEY,
     STATUS_COMPLETED,
     STATUS_EARLY_STOPPED,
     STATUS_ERRORED,
     finished_status,
 )
-from scripts.study import open_journal
-from scripts.tune.schedulers import OBJECTIVE_SO_FAR
-from search_spaces.schema import TRIAL_METRICS, SamplerSpec, SearchSpace
-from search_spaces.trials import define_by_run, flat_point
+from hpsearch.scripts.study import open_journal
+from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR
+from hpsearch.search_spaces.schema import TRIAL_METRICS, SamplerSpec, SearchSpace
+from hpsearch.search_spaces.trials import define_by_run, flat_point
+from optuna.storages import JournalStorage
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
+from hpsearch.search_spaces.schema import Budget
 from ray import tune
-
-from search_spaces.schema import Budget
 
 
 class TotalEpochs(tune.Stopper):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search_spaces.errors import ConfigError
+from hpsearch.search_spaces.errors import ConfigError
 
 TRACKERS = {"mlflow": "mlflow", "wandb": "wandb"}  # name -> the package it needs
 MLFLOW_DB = "mlflow.db"

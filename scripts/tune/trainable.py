@@ -15,19 +15,18 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hpsearch.datamodules.errors import DataError
+from hpsearch.scripts.leaderboard import FAILED_KEY
+from hpsearch.scripts.train import EpochHistory, MetricNotLoggedError, train
+from hpsearch.scripts.tune.cluster import current_node_id
+from hpsearch.scripts.tune.data import DataHandle, trial_datamodule
+from hpsearch.scripts.tune.driver_watch import DriverIdentity, stop_if_driver_gone, watch_driver
+from hpsearch.scripts.tune.internals import ReportSender
+from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR, decision_epochs
+from hpsearch.search_spaces.schema import SearchSpace
+from hpsearch.search_spaces.train_config import TrainConfig
+from hpsearch.search_spaces.trials import sampled_params, trial_config
 from ray import tune
-
-from datamodules.errors import DataError
-from scripts.leaderboard import FAILED_KEY
-from scripts.train import EpochHistory, MetricNotLoggedError, train
-from scripts.tune.cluster import current_node_id
-from scripts.tune.data import DataHandle, trial_datamodule
-from scripts.tune.driver_watch import DriverIdentity, stop_if_driver_gone, watch_driver
-from scripts.tune.internals import ReportSender
-from scripts.tune.schedulers import OBJECTIVE_SO_FAR, decision_epochs
-from search_spaces.schema import SearchSpace
-from search_spaces.train_config import TrainConfig
-from search_spaces.trials import sampled_params, trial_config
 
 
 def _device_name() -> str:

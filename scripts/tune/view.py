@@ -8,13 +8,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
+from hpsearch.scripts.leaderboard import leaderboard_rows
+from hpsearch.scripts.reports.format import params_text
+from hpsearch.scripts.reports.status import LiveStatus, best_line, headline, sweep_state
+from hpsearch.search_spaces.schema import SearchSpace
+from hpsearch.search_spaces.trials import sampled_params
 from ray import tune
-
-from scripts.leaderboard import leaderboard_rows
-from scripts.reports.format import params_text
-from scripts.reports.status import LiveStatus, best_line, headline, sweep_state
-from search_spaces.schema import SearchSpace
-from search_spaces.trials import sampled_params
 
 LIVE = "live"
 LINES = "lines"

@@ -1,0 +1,7 @@
+"""``python -m hpsearch``: the command line."""
+
+import sys
+
+from hpsearch.scripts.cli import main
+
+sys.exit(main())
