@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pandas as pd
 from hpsearch.datamodules.paths import atomic_write
 from hpsearch.scripts.compute import hours
+from hpsearch.scripts.pareto import pareto_ranks
 from hpsearch.scripts.uris import join_uri
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import SearchSpace
@@ -181,8 +181,6 @@ def objectives(meta: Mapping[str, Any]) -> list[dict[str, str]]:
 def _set_pareto_ranks(rows: list[dict[str, Any]], objs: list[dict[str, str]]) -> None:
     """``pareto_rank`` of the trials that ran all their epochs with a value for every
     objective (0 = on the front); the others get none."""
-    from hpsearch.scripts.reports.pareto import pareto_ranks
-
     metrics = [o["metric"] for o in objs]
     scored = [row for row in rows if row.get("status") == STATUS_COMPLETED
               and all(math.isfinite(_number(row.get(m))) for m in metrics)]
@@ -278,28 +276,7 @@ def mark_interrupted(exp_dir: Path, trial_ids: Iterable[str]) -> None:
     atomic_write_text(path, leaderboard_csv(rows))
 
 
-PARETO_PLOT = "pareto_front.png"
-
-
-def write_pareto_plot(exp_dir: Path, meta: Mapping[str, Any]) -> Path | None:
-    """``pareto_front.png`` beside the leaderboard of a sweep with several objectives: the
-    first objective against the second (accuracy against parameters, say), the front
-    highlighted. Written under a temporary name and renamed into place."""
-    objs = objectives(meta)
-    if len(objs) < 2 or not (exp_dir / LEADERBOARD).is_file():
-        return None
-    from hpsearch.scripts.reports import plots  # matplotlib: only where a plot is drawn
-
-    frame = read_leaderboard(exp_dir)
-    y, x = objs[0]["metric"], objs[1]["metric"]
-    frame = frame[frame[x].notna() & frame[y].notna()]
-    ranks = frame["pareto_rank"].fillna(-1).astype(int)
-    points = list(zip(frame[x].astype(float), frame[y].astype(float), ranks, strict=True))
-    path = exp_dir / PARETO_PLOT
-    tmp = exp_dir / f".{PARETO_PLOT}.tmp.png"
-    plots.pareto_front(points, (x, y), tmp, str(meta["experiment"]))
-    os.replace(tmp, path)
-    return path
+PARETO_PLOT = "pareto_front.png"  # a multi-objective sweep's, see scripts.reports.pareto_front
 
 
 def ray_storage_path(exp_dir: Path, meta: Mapping[str, Any]) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 from hpsearch.scripts.leaderboard import rank_rows
-from hpsearch.scripts.reports.pareto import pareto_ranks
+from hpsearch.scripts.pareto import pareto_ranks
 from hpsearch.scripts.study import open_journal
 from hpsearch.scripts.tune.schedulers import decision_epochs, make_scheduler
 from hpsearch.scripts.tune.searcher import OptunaSearcher, make_sampler, objective_values

@@ -74,8 +74,8 @@ def objective(trial: optuna.Trial, space: SearchSpace, data_dir: str | None,
     define_by_run(trial, space)
     cfg = trial_config(space, sampled_params(space, trial.params))
     pruning = Pruning(trial, log)
-    result = train(cfg, data_dir=data_dir, callbacks=[pruning], objective=space.objective.metric,
-                   mode=space.objective.mode, accelerator="cpu")
+    result = train(cfg, data_dir=data_dir, callbacks=[pruning], accelerator="cpu",
+                   history=EpochHistory(space.objective.metric, space.objective.mode))
     if pruning.pruned:
         raise optuna.TrialPruned()
     return result.best_value

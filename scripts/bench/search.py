@@ -264,7 +264,8 @@ def search_target(runs: Sequence[Run]) -> float:
 
 
 def search_figures(runs: Sequence[Run], mode: SearchMode, figure: Any) -> list[Any]:
-    """The bench's figures for the search part (``figure`` makes one, as in scripts.bench.run)."""
+    """The bench's figures for the search part (``figure`` makes one: the class
+    ``scripts.bench.figures.Figure``)."""
     finals = final_bests(runs)
     target = search_target(runs)
     reach = {m.name: [to_target(r, target) for r in runs if r.method == m.name]

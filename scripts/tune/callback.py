@@ -16,8 +16,8 @@ from hpsearch.scripts.leaderboard import (
     read_meta,
     trial_status,
     write_leaderboard,
-    write_pareto_plot,
 )
+from hpsearch.scripts.reports.pareto_front import write_pareto_plot
 from hpsearch.scripts.tune.options import space_from_meta
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import SearchSpace
