@@ -58,6 +58,7 @@ class ClassifierModule(pl.LightningModule):
         num_classes: int,
         pos_weight: float | None = None,
         max_epochs: int | None = None,
+        steps_per_chunk: int = 1,
     ) -> None:
         super().__init__()
         input_shape = tuple(input_shape)
@@ -84,6 +85,11 @@ class ClassifierModule(pl.LightningModule):
         self.num_classes = num_classes
         self.max_epochs = max_epochs
         self.binary = model.binary
+        # Opting into chunks: each Lightning step is then `steps_per_chunk` plain optimizer
+        # steps (see training_step), which saves Lightning's per-step bookkeeping on small
+        # models. Single-device runs only: DDP averages gradients in Lightning's own backward.
+        self.steps_per_chunk = steps_per_chunk
+        self.automatic_optimization = steps_per_chunk == 1
         # Plain types only, so checkpoints load with torch.load(weights_only=True) and
         # load_from_checkpoint can rebuild the module from them.
         self.save_hyperparameters(
@@ -146,8 +152,8 @@ class ClassifierModule(pl.LightningModule):
         self._reset_train_totals()
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
-        """One mini-batch ``(x, y)``; with ``automatic_optimization = False`` also a chunk of
-        them (any iterable of ``(x, y)`` pairs, e.g. ``datamodules.batches.BatchChunk``).
+        """One mini-batch ``(x, y)``; with ``steps_per_chunk > 1`` also a chunk of them (any
+        iterable of ``(x, y)`` pairs, e.g. ``datamodules.batches.BatchChunk``).
 
         Without automatic optimization every mini-batch gets a plain PyTorch step (zero_grad,
         backward, optimizer and per-step scheduler step) and Lightning's per-step hooks and

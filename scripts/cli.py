@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -59,19 +58,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
-
-
 def _duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``3m``, ``1h30m`` or ``2.5m``."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    if not text.strip() or match is None or not any(match.groups()):
-        raise argparse.ArgumentTypeError(f"{text!r}: not a duration (e.g. 90s, 3m, 1h30m)")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    value = hours * 3600 + minutes * 60 + seconds
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be longer than 0 s")
-    return value
+    from hpsearch.scripts.tune.options import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _existing_dir(text: str) -> str:
@@ -206,16 +199,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
 
-    from hpsearch.scripts.tune.driver import run_sweep
+    from hpsearch.scripts.api import run
     from hpsearch.scripts.tune.options import SweepOptions, resume_command, sweep_flags
-    from hpsearch.search_spaces.schema import load_space, load_yaml_mapping
+    from hpsearch.search_spaces.schema import load_yaml_mapping, parse_space
 
-    space = load_space(args.space)
     raw = load_yaml_mapping(args.space)
+    space = parse_space(raw, source=str(args.space))
     opts = SweepOptions(**{field.name: getattr(args, field.name) for _, field in sweep_flags()})
-    if args.data_dir:
-        os.environ["HPSEARCH_DATA_DIR"] = str(Path(args.data_dir).resolve())
-    outcome = run_sweep(space, raw, opts)
+    outcome = run(space, raw, opts)
     print()
     if outcome.interrupted and not outcome.stopped_because:
         print(f"Interrupted after {outcome.wall_time_s:.1f} s. Resume with: "

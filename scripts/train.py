@@ -17,10 +17,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hpsearch.datamodules import Splits, build_datamodule
+from hpsearch.datamodules import Splits, TensorDataModule, build_datamodule
 from hpsearch.datamodules.batches import BatchChunks
 from hpsearch.lightning_modules.classifier import ClassifierModule
 from hpsearch.scripts.progress import MiniBatchProgress
+from hpsearch.search_spaces.targets import UserData, UserModel
 from hpsearch.search_spaces.train_config import TrainConfig
 
 # Mini-batches per Lightning training step (see datamodules.batches.BatchChunks): Lightning's
@@ -138,7 +139,7 @@ class TrainResult:
     best_epoch: int
     train_time_s: float
     param_count: int
-    module: ClassifierModule
+    module: pl.LightningModule
     datamodule: Any
     train_cpu_s: float = 0.0
     train_gpu_s: float = 0.0
@@ -152,6 +153,17 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
+@dataclass(frozen=True)
+class Distributed:
+    """How a data-parallel Ray Train worker runs its Trainer: ``RayDDPStrategy()`` with
+    ``[RayLightningEnvironment()]`` (``ray.train.lightning.prepare_trainer`` only checks that
+    pairing, so it is not needed); each rank then trains on its shard of the training split."""
+
+    strategy: Any
+    plugins: Sequence[Any] = ()
+    devices: int | str = "auto"
+
+
 def resolve_accelerator(accelerator: str) -> str:
     if accelerator == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
@@ -160,7 +172,18 @@ def resolve_accelerator(accelerator: str) -> str:
     return accelerator
 
 
-def build_module(cfg: TrainConfig, datamodule: Any) -> ClassifierModule:
+def build_datamodule_of(cfg: TrainConfig, data_dir: str | Path | None) -> Any:
+    """The datamodule of ``cfg``: the user's own (``data.target``) or a built-in one."""
+    if isinstance(cfg.data, UserData):
+        return cfg.data.build()
+    return build_datamodule(cfg.data, data_dir, seed=cfg.seed)
+
+
+def build_module(cfg: TrainConfig, datamodule: Any, steps_per_chunk: int = 1) -> pl.LightningModule:
+    """The LightningModule of ``cfg``: the user's own (``model.target``), or hpsearch's
+    classifier for a built-in family (which opts into chunked steps)."""
+    if isinstance(cfg.model, UserModel):
+        return cfg.model.build()
     return ClassifierModule(
         model=cfg.model,
         optim=cfg.optim,
@@ -168,100 +191,108 @@ def build_module(cfg: TrainConfig, datamodule: Any) -> ClassifierModule:
         num_classes=cfg.data.num_classes,
         pos_weight=getattr(datamodule, "pos_weight", None),
         max_epochs=cfg.max_epochs,
+        steps_per_chunk=steps_per_chunk,
     )
+
+
+def _joined_train_val(dm: TensorDataModule, seed: int) -> TensorDataModule:
+    # The validation split fitted too: for a final model (its validation metrics are then
+    # optimistic).
+    joined = Splits(torch.cat([dm.train_x, dm.val_x]), torch.cat([dm.train_y, dm.val_y]),
+                    dm.val_x, dm.val_y, dm.test_x, dm.test_y)
+    return type(dm).from_splits(dm.cfg, joined, data_dir=dm.data_dir, device=dm.device, seed=seed)
+
+
+def _batches_per_epoch(datamodule: Any) -> int:
+    if isinstance(datamodule, TensorDataModule):
+        return len(datamodule.train_dataloader(rank=0, world_size=1))
+    return len(datamodule.train_dataloader())
+
+
+def _has_own(obj: Any, hook: str, base: type) -> bool:
+    return getattr(type(obj), hook, None) is not getattr(base, hook, None)
 
 
 def train(
     cfg: TrainConfig,
     *,
     data_dir: str | Path | None = None,
+    datamodule: Any = None,
     callbacks: Sequence[pl.Callback] = (),
-    objective: str = "val_acc",
-    mode: str = "max",
+    history: EpochHistory | None = None,
     accelerator: str = "auto",
     progress_bar: bool = False,
     run_test: bool = False,
-    datamodule: Any = None,
-    root_dir: str | Path | None = None,
     stop_after: int | None = None,
     train_on: str = "train",
     ckpt_path: str | None = None,
-    history: EpochHistory | None = None,
-    strategy: Any = "auto",
-    plugins: Sequence[Any] = (),
-    devices: int | str = 1,
+    distributed: Distributed | None = None,
     keep_checkpoint: bool = False,
 ) -> TrainResult:
     """Train ``cfg`` and return its per-epoch history, best objective value and module.
 
-    ``callbacks`` come after the history recorder, so they can read ``history.epochs[-1]``
-    (the sweep's Tune reporter does). ``stop_after`` ends training after that many epochs
-    while LR schedules still span ``cfg.max_epochs``, so a re-train up to a trial's best
-    epoch repeats that trial exactly. ``train_on="train+val"`` also fits the validation
-    split (its validation metrics are then optimistic). ``ckpt_path``: a checkpoint of this
-    run to continue from (weights, optimizer, LR schedule, epoch and history); a run whose
-    checkpoint already holds its last epoch trains nothing more.
-
-    ``history``: the recorder of the epochs (made here from ``objective`` and ``mode`` if not
-    given), for callers whose callbacks read it. ``strategy``, ``plugins`` and ``devices`` go
-    to the Trainer: a data-parallel Ray Train worker passes ``RayDDPStrategy()`` and
-    ``[RayLightningEnvironment()]`` (``ray.train.lightning.prepare_trainer`` only checks
-    that pairing, so it is not needed); each rank then trains on its shard of the training
-    split. ``keep_checkpoint``: put the final checkpoint in ``TrainResult.checkpoint``.
+    ``history`` records the epochs and tracks the objective (``EpochHistory()``: val_acc,
+    max); ``callbacks`` come after it, so they can read ``history.epochs[-1]``.
+    ``datamodule``: one already built (a trial's, from the shipped data); otherwise it is
+    built here, and the user's own is prepared (``prepare_data``) here. ``stop_after`` ends
+    training after that many epochs while LR schedules still span ``cfg.max_epochs``, so a
+    re-train up to a trial's best epoch repeats that trial exactly. ``train_on="train+val"``
+    also fits the validation split (built-in datasets). ``ckpt_path``: a checkpoint of this
+    run to continue from; a run whose checkpoint holds its last epoch trains nothing more.
+    ``keep_checkpoint``: put the final checkpoint in ``TrainResult.checkpoint``.
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     accelerator = resolve_accelerator(accelerator)
     if datamodule is None:
-        datamodule = build_datamodule(cfg.data, data_dir, seed=cfg.seed)
+        datamodule = build_datamodule_of(cfg, data_dir)
+        if not isinstance(datamodule, TensorDataModule):
+            datamodule.prepare_data()
+    builtin_data = isinstance(datamodule, TensorDataModule)
     datamodule.setup("fit")
     if train_on == "train+val":
-        dm = datamodule
-        joined = Splits(torch.cat([dm.train_x, dm.val_x]), torch.cat([dm.train_y, dm.val_y]),
-                        dm.val_x, dm.val_y, dm.test_x, dm.test_y)
-        datamodule = type(dm).from_splits(dm.cfg, joined, data_dir=dm.data_dir,
-                                          device=dm.device, seed=cfg.seed)
+        if not builtin_data:
+            raise ValueError("--train-on train+val: needs a built-in dataset (a datamodule "
+                             "given by data.target has its own splits)")
+        datamodule = _joined_train_val(datamodule, cfg.seed)
     elif train_on != "train":
         raise ValueError(f"train_on: must be 'train' or 'train+val', got {train_on!r}")
-    module = build_module(cfg, datamodule)
-    history = history if history is not None else EpochHistory(objective, mode)
+    history = history if history is not None else EpochHistory()
     # Shown by single-process runs (train, retrain): one rank's mini-batches are all of them.
-    progress = ([MiniBatchProgress(len(datamodule.train_dataloader(rank=0, world_size=1)))]
-                if progress_bar else [])
+    progress = [MiniBatchProgress(_batches_per_epoch(datamodule))] if progress_bar else []
     trainer = pl.Trainer(
         max_epochs=stop_after or cfg.max_epochs,
         accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        plugins=list(plugins) or None,
+        devices=distributed.devices if distributed else 1,
+        strategy=distributed.strategy if distributed else "auto",
+        plugins=list(distributed.plugins) if distributed and distributed.plugins else None,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=False,  # MiniBatchProgress instead, with progress_bar
         num_sanity_val_steps=0,
         callbacks=[history, *callbacks, *progress],
-        default_root_dir=str(root_dir) if root_dir else None,
         deterministic=False,
     )
-    if accelerator == "gpu":
-        # These datasets fit on any GPU: keeping them there removes the per-batch copy.
-        datamodule.to(trainer.strategy.root_device)
-    # The ranks are known before fit (a Ray worker's from its Train context): each rank
-    # draws the same permutation per epoch and takes its own block of it.
-    batches = datamodule.train_dataloader(seed=cfg.seed, rank=trainer.global_rank,
-                                          world_size=trainer.world_size)
-    if trainer.world_size == 1:
-        # The module takes one plain optimizer step per mini-batch of each chunk (see
-        # ClassifierModule.training_step); results are the same as one Lightning step per
-        # batch.
-        module.automatic_optimization = False
-        train_batches: Any = BatchChunks(batches, STEPS_PER_CHUNK)
+    # DDP averages gradients only in Lightning's own backward, so chunks are single-device.
+    module = build_module(cfg, datamodule,
+                          STEPS_PER_CHUNK if builtin_data and trainer.world_size == 1 else 1)
+    if builtin_data:
+        if accelerator == "gpu":
+            # These datasets fit on any GPU: keeping them there removes the per-batch copy.
+            datamodule.to(trainer.strategy.root_device)
+        # The ranks are known before fit (a Ray worker's from its Train context): each rank
+        # draws the same permutation per epoch and takes its own block of it.
+        train_batches: Any = datamodule.train_dataloader(
+            seed=cfg.seed, rank=trainer.global_rank, world_size=trainer.world_size)
+        val_batches: Any = datamodule.val_dataloader()
     else:
-        # DDP averages gradients only in a backward that follows its forward: the steps
-        # inside a chunk run within one forward and would skip it, so every mini-batch is
-        # a Lightning step here.
-        train_batches = batches
+        # The user's own datamodule was prepared once (here, or per node by the sweep); its
+        # loaders go to a plain Lightning fit, so prepare_data is not called again per trial.
+        train_batches, val_batches = datamodule.train_dataloader(), datamodule.val_dataloader()
+    if getattr(module, "steps_per_chunk", 1) > 1:
+        train_batches = BatchChunks(train_batches, module.steps_per_chunk)
     with plain_cuda_check():
-        trainer.fit(module, train_batches, datamodule.val_dataloader(), ckpt_path=ckpt_path)
+        trainer.fit(module, train_batches, val_batches, ckpt_path=ckpt_path)
     result = TrainResult(
         config=cfg,
         history=history.epochs,
@@ -274,9 +305,10 @@ def train(
         train_cpu_s=history.train_cpu_s,
         train_gpu_s=history.train_gpu_s,
     )
-    if run_test:
+    if run_test and _has_own(module, "test_step", pl.LightningModule):
         datamodule.setup("test")
-        tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        test_batches = datamodule.test_dataloader()
+        tested = trainer.test(module, test_batches, verbose=False)[0]
         result.test = {k: _as_float(v) for k, v in tested.items()}
     if keep_checkpoint:
         with tempfile.TemporaryDirectory(prefix="hpsearch-train-") as tmp:

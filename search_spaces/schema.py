@@ -544,14 +544,14 @@ def _check_against_configs(space: SearchSpace) -> None:
     architectures that cannot work are reported now rather than by the first trial."""
     from hpsearch.search_spaces.train_config import check_sections, train_config_from_sections
 
-    base = _with_first_candidates(space)
+    base = base_sections(space)
     cfg = train_config_from_sections(base, max_epochs=space.budget.max_epochs, seed=space.seed)
     if not cfg.user_code:  # what the user's own module logs is known after its first epoch
         _check_objective_metrics(space, cfg.model.binary)
     for param in space.search:
         field_name = param.key.split(".", 1)[0]
         for value in param.dist.candidates():
-            sections = _with_first_candidates(space)
+            sections = base_sections(space)
             sections[param.section][field_name] = value
             try:
                 check_sections(sections)
@@ -561,7 +561,7 @@ def _check_against_configs(space: SearchSpace) -> None:
             # image) is left to the trial: such draws are recorded as errored trials.
 
 
-def _with_first_candidates(space: SearchSpace) -> dict[str, dict[str, Any]]:
+def base_sections(space: SearchSpace) -> dict[str, dict[str, Any]]:
     """The fixed sections; those given by ``target`` also get each searched argument's first
     candidate, since the user's class may have no default for it."""
     from hpsearch.search_spaces.targets import names_target

@@ -73,9 +73,8 @@ class TargetConfig(BaseModel):
         except ValueError as exc:
             raise ValueError(f"target: {exc}") from None
         if not issubclass(found, self.base):
-            bases = ", ".join(b.__name__ for b in found.__mro__[1:-1]) or "object only"
             raise ValueError(f"target: {self.target!r} is not a {self.what} "
-                             f"(it subclasses {bases})")
+                             f"(its base class: {found.__mro__[1].__name__})")
         named, any_keyword = init_arguments(found)
         for key in self.kwargs:
             if key not in named and not any_keyword:

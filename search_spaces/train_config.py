@@ -80,8 +80,9 @@ class TrainConfig(BaseModel):
         return isinstance(self.model, UserModel)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (tuples as lists): keys data, model, optimizer, max_epochs, seed."""
-        return self.model_dump(mode="json")
+        """Plain dict (tuples as lists): keys data, model, optimizer, max_epochs, seed; no
+        optimizer for the user's own module, which sets up its own."""
+        return self.model_dump(mode="json", exclude={"optim"} if self.user_code else None)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

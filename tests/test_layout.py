@@ -14,6 +14,17 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("datamodules", "lightning_modules", "search_spaces", "scripts")
 # A package may import those of a lower layer only (and itself).
 LAYER = {"datamodules": 0, "lightning_modules": 0, "search_spaces": 1, "scripts": 2}
+# Inside scripts/, the same rule, bottom up: its plain modules (train, leaderboard,
+# experiment_folder, study, ...: the key None) at the bottom, then the reports on them, the
+# sweep engine on the reports (its live status view), the benches on the sweep engine, and the
+# command line on top. Every folder of scripts/ is named here, so a new one gets a place.
+SCRIPTS_LAYER = {None: 0, "cluster": 0, "reports": 1, "tune": 2, "bench": 3, "api": 4, "cli": 5}
+# No source file is longer than this: past it, a module holds more than one thing.
+MAX_LINES = 450
+# Still over MAX_LINES, to be split by their owners (test_no_source_file_is_too_long fails
+# meanwhile; any other file over it fails test_no_other_source_file_is_too_long).
+# scripts/reports/retrain.py: 434 lines at a91148a, over with the edits in progress beside it.
+KNOWN_TOO_LONG = ("search_spaces/schema.py", "scripts/cli.py", "scripts/reports/retrain.py")
 
 
 def _module_name(path: Path) -> str:
@@ -101,3 +112,50 @@ def test_our_modules_import_each_other_only_through_the_hpsearch_name():
                   for p in (REPO / pkg).rglob("*.py") for m in _imports(p)
                   if m.split(".")[0] in PACKAGES)
     assert bare == []
+
+
+def _scripts_unit(module: str) -> str | None:
+    """The folder of scripts/ that ``module`` is in (or the module itself if it is named in
+    SCRIPTS_LAYER, like scripts.cli); None for the other plain modules and scripts itself."""
+    parts = module.split(".")
+    if len(parts) < 3:
+        return None
+    return parts[2] if parts[2] in SCRIPTS_LAYER or (REPO / "scripts" / parts[2]).is_dir() \
+        else None
+
+
+def test_every_folder_of_scripts_has_a_layer():
+    folders = {p.parent.name for p in (REPO / "scripts").glob("*/__init__.py")}
+    assert sorted(folders - set(SCRIPTS_LAYER)) == []
+    named = {unit for unit in SCRIPTS_LAYER if unit is not None}
+    assert sorted(u for u in named if not (REPO / "scripts" / u).is_dir()
+                  and not (REPO / "scripts" / f"{u}.py").is_file()) == []
+
+
+def test_no_upward_imports_inside_scripts():
+    upward = sorted(f"{src} imports {dst}" for src, targets in _graph().items()
+                    if _layer_of(src) == "scripts"
+                    for dst in targets if _layer_of(dst) == "scripts"
+                    and SCRIPTS_LAYER[_scripts_unit(dst)] > SCRIPTS_LAYER[_scripts_unit(src)])
+    assert upward == []
+
+
+def _too_long() -> list[str]:
+    """The source files over MAX_LINES, as ``path: N lines``."""
+    found = []
+    for pkg in PACKAGES:
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            lines = len(path.read_text().splitlines())
+            if lines > MAX_LINES:
+                found.append(f"{path.relative_to(REPO).as_posix()}: {lines} lines")
+    return found
+
+
+@pytest.mark.xfail(strict=False, reason=f"{', '.join(KNOWN_TOO_LONG)} are still over "
+                   f"{MAX_LINES} lines, to be split by their owners")
+def test_no_source_file_is_too_long():
+    assert _too_long() == []
+
+
+def test_no_other_source_file_is_too_long():
+    assert [f for f in _too_long() if f.partition(":")[0] not in KNOWN_TOO_LONG] == []

@@ -85,9 +85,10 @@ def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 16) -> DataLoade
     return DataLoader(TensorDataset(x, y), batch_size=batch_size)
 
 
-def _module(family: str, **optim: Any) -> ClassifierModule:
+def _module(family: str, steps_per_chunk: int = 1, **optim: Any) -> ClassifierModule:
     model, num_classes = FAMILY_CASES[family]
-    return ClassifierModule(model, {"lr": 1e-2, **optim}, IMAGE_SHAPE, num_classes)
+    return ClassifierModule(model, {"lr": 1e-2, **optim}, IMAGE_SHAPE, num_classes,
+                            steps_per_chunk=steps_per_chunk)
 
 
 # --------------------------------------------------------------------------- backbones
@@ -381,10 +382,9 @@ def test_chunked_manual_steps_train_like_lightning_steps(schedule: str) -> None:
     runs = []
     for chunked in (False, True):
         torch.manual_seed(0)
-        module = _module("mlp", schedule=schedule)
+        module = _module("mlp", steps_per_chunk=2 if chunked else 1, schedule=schedule)
         loader: Any = TensorBatches(x, y, 16, shuffle=True, seed=0)
         if chunked:
-            module.automatic_optimization = False
             loader = BatchChunks(loader, 2)  # 5 mini-batches: chunks of 2, 2 and 1
         seen = _EpochEndMetrics()
         trainer = _trainer(max_epochs=3, callbacks=[seen])

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from hpsearch.datamodules.paths import make_temp_dir
+from hpsearch.lightning_modules.classifier import ClassifierModule
 from hpsearch.lightning_modules.metrics import (
     binary_metrics,
     choose_threshold,
@@ -30,7 +31,7 @@ from hpsearch.scripts.leaderboard import (
 from hpsearch.scripts.provenance import code_version
 from hpsearch.scripts.reports import plots
 from hpsearch.scripts.reports.format import format_parameter_table
-from hpsearch.scripts.train import TrainResult, train
+from hpsearch.scripts.train import EpochHistory, TrainResult, train
 from hpsearch.search_spaces.errors import ConfigError, replaced
 from hpsearch.search_spaces.schema import load_yaml_mapping
 from hpsearch.search_spaces.train_config import TrainConfig
@@ -150,7 +151,7 @@ def summarize(values: Iterable[float | None]) -> dict[str, Any] | None:
 def summarize_seeds(per_seed: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """``summarize`` of every scalar test metric over the seeds' entries."""
     out = {}
-    for name in SCALAR_TEST_METRICS:
+    for name in dict.fromkeys(k for entry in per_seed for k in entry["test"]):
         summary = summarize(entry["test"].get(name) for entry in per_seed)
         if summary is not None:
             out[name] = summary
@@ -158,7 +159,10 @@ def summarize_seeds(per_seed: Sequence[dict[str, Any]]) -> dict[str, dict[str, A
 
 
 def scalar_test(test: dict[str, Any]) -> dict[str, float | None]:
-    """The scalar metrics of a ``test_metrics`` dict (no confusion, per-class or threshold)."""
+    """The scalar metrics of a ``test_metrics`` dict (no confusion, per-class or threshold);
+    a user's own module's are whatever its ``test_step`` logged."""
+    if "confusion" not in test:
+        return {k: _finite_or_none(v) for k, v in test.items()}
     return {k: _finite_or_none(test[k]) for k in SCALAR_TEST_METRICS if k in test}
 
 
@@ -187,6 +191,11 @@ def format_summary(summary: dict[str, Any], digits: int = 4) -> str:
     return f"{text} (95% CI {interval})" if interval else text
 
 
+def _user_module(info: dict[str, Any]) -> bool:
+    """Whether the report is of the user's own module (``model.target``)."""
+    return "target" in (info.get("config") or {}).get("model", {})
+
+
 def format_test_results(info: dict[str, Any]) -> str:
     """The test metrics as a small table for the terminal: mean ± std and the 95% interval
     over the seeds when several."""
@@ -195,6 +204,8 @@ def format_test_results(info: dict[str, Any]) -> str:
     test = info["test"]
     names = [("accuracy", "accuracy"), ("F1", f1_name(test)), ("AUC", "auc"),
              ("sensitivity", "sensitivity"), ("specificity", "specificity"), ("loss", "loss")]
+    if _user_module(info):  # what its test_step logged
+        names = [(k, k) for k in test]
     if "fixed_threshold" in test:
         at = f"at threshold {test['fixed_threshold']:g}"
         names += [(f"accuracy {at}", "fixed_threshold_accuracy"),
@@ -226,6 +237,8 @@ def validation_scores(module: Any, datamodule: Any) -> tuple[np.ndarray, np.ndar
 
 def test_metrics(result: TrainResult) -> dict[str, Any]:
     module, test = result.module, result.test or {}
+    if not isinstance(module, ClassifierModule):  # the user's own: what its test_step logged
+        return {k.removeprefix("test_"): v for k, v in test.items()}
     names = list(result.datamodule.class_names)
     out: dict[str, Any] = {"loss": test.get("test_loss")}
     if module.binary:
@@ -312,9 +325,12 @@ def _seeds_section(info: dict[str, Any], binary: bool) -> list[str]:
     per_seed = info.get("per_seed") or []
     if len(per_seed) < 2:
         return []
-    cols = [("accuracy", "accuracy"), ("F1", f1_name(info["test"]))]
-    cols += [("AUC", "auc")] if binary else []
-    cols += [("loss", "loss")]
+    if _user_module(info):  # what its test_step logged
+        cols = [(k, k) for k in info["test"]]
+    else:
+        cols = [("accuracy", "accuracy"), ("F1", f1_name(info["test"]))]
+        cols += [("AUC", "auc")] if binary else []
+        cols += [("loss", "loss")]
     summary = info["summary"]
     stats = [summary.get(k) for _, k in cols]
     lines = ["", f"## Test set over {len(per_seed)} seeds", "",
@@ -332,7 +348,36 @@ def _seeds_section(info: dict[str, Any], binary: bool) -> list[str]:
     return lines
 
 
+def _user_module_report_md(info: dict[str, Any], table: str) -> str:
+    """The report of a user's own module: its logged test metrics, curves and parameters."""
+    test = info["test"]
+    lines = [f"# {info['experiment']}: re-trained best trial", "",
+             f"Trial `{info.get('trial_id', '-')}`, {info['epochs']} epochs, seed "
+             f"{info['config']['seed']}, code `{info['code_version']}`.", "", "## Test set", ""]
+    if test:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in test.items() if v is not None]
+    else:
+        lines.append("The module has no `test_step`, so nothing was tested.")
+    lines += _seeds_section(info, binary=False)
+    lines += ["", "![learning curves](learning_curves.png)", "",
+              "## Parameters per layer", "", "```", table, "```", "",
+              "## Config", "", "```json", json.dumps(info["config"], indent=2), "```", "",
+              f"Checkpoint: `model.ckpt` (`{info['config']['model']['target']}"
+              ".load_from_checkpoint`).", ""]
+    return "\n".join(lines)
+
+
 def write_report(out: Path, result: TrainResult, info: dict[str, Any]) -> None:
+    if not isinstance(result.module, ClassifierModule):
+        plots.learning_curves(result.history, out / "learning_curves.png", info["experiment"])
+        rows = parameter_table(result.module)
+        pd.DataFrame(rows).to_csv(out / "parameters.csv", index=False)
+        assert result.checkpoint is not None  # trained with keep_checkpoint=True
+        (out / "model.ckpt").write_bytes(result.checkpoint)
+        atomic_write_json(out / "metrics.json", info)
+        (out / "report.md").write_text(_user_module_report_md(info, format_parameter_table(rows)))
+        return
     names = [str(n) for n in result.datamodule.class_names]
     test = info["test"]
     confusion = np.asarray(test["confusion"])
@@ -355,7 +400,7 @@ def write_report(out: Path, result: TrainResult, info: dict[str, Any]) -> None:
 def _train_and_test(cfg: TrainConfig, epochs: int, objective: dict[str, str],
                     opts: RetrainOptions) -> tuple[TrainResult, dict[str, Any]]:
     result = train(
-        cfg, data_dir=opts.data_dir, objective=objective["metric"], mode=objective["mode"],
+        cfg, data_dir=opts.data_dir, history=EpochHistory(objective["metric"], objective["mode"]),
         accelerator=opts.accelerator, progress_bar=True, run_test=True, stop_after=epochs,
         train_on=opts.train_on, keep_checkpoint=True,
     )
@@ -413,7 +458,7 @@ def retrain(exp_dir: Path, opts: RetrainOptions) -> Path:
     seeds = retrain_seeds(cfg, opts)
     metric = info["objective"]["metric"]
     result, test, per_seed = train_seeds(cfg, seeds, epochs, info["objective"], opts)
-    names = [str(n) for n in result.datamodule.class_names]
+    names = [str(n) for n in getattr(result.datamodule, "class_names", ())]
     info |= {
         "config": result.config.to_dict(),
         "epochs": epochs,
@@ -425,7 +470,8 @@ def retrain(exp_dir: Path, opts: RetrainOptions) -> Path:
         "param_count": result.param_count,
         "train_time_s": result.train_time_s,
         "class_names": names,
-        "most_confused": most_confused(np.asarray(test["confusion"]), names),
+        "most_confused": (most_confused(np.asarray(test["confusion"]), names)
+                          if "confusion" in test else []),
         "seeds": seeds,
         "per_seed": per_seed,
         "summary": summarize_seeds(per_seed),

@@ -63,7 +63,7 @@ def _ddp_worker(loop_config: dict[str, Any]) -> None:
     A retried trial (its node died, or the sweep was resumed) starts a Train run of the same
     name and storage, whose latest checkpoint ``ray.train.get_checkpoint()`` hands back: the
     workers continue from it (its best epoch so far) instead of from the first epoch."""
-    from hpsearch.scripts.train import EpochHistory, train
+    from hpsearch.scripts.train import Distributed, EpochHistory, train
     from hpsearch.search_spaces.trials import sampled_params, trial_config
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
 
@@ -85,9 +85,7 @@ def _ddp_worker(loop_config: dict[str, Any]) -> None:
             history=history,
             callbacks=[reporter],
             accelerator="gpu" if space.resources.gpus_per_trial > 0 else "cpu",
-            strategy=RayDDPStrategy(),
-            plugins=[RayLightningEnvironment()],
-            devices="auto",
+            distributed=Distributed(RayDDPStrategy(), [RayLightningEnvironment()]),
             ckpt_path=os.path.join(ckpt_dir, "model.ckpt") if ckpt_dir else None,
         )
 

@@ -40,7 +40,13 @@ from hpsearch.scripts.tune.cluster import (
     environ_defaults,
     init_ray,
 )
-from hpsearch.scripts.tune.data import DataHandle, load_data, searched_data_fields, ship_data
+from hpsearch.scripts.tune.data import (
+    DataHandle,
+    load_data,
+    prepare_on_every_node,
+    searched_data_fields,
+    ship_data,
+)
 from hpsearch.scripts.tune.ddp import DDP_DRIVER_MEMORY, run_ddp_trial
 from hpsearch.scripts.tune.disk_guard import DiskGuard
 from hpsearch.scripts.tune.driver_watch import DriverIdentity
@@ -66,7 +72,7 @@ from hpsearch.scripts.tune.options import (
     sweep_meta,
 )
 from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR, make_scheduler
-from hpsearch.scripts.tune.stoppers import budget_stopper
+from hpsearch.scripts.tune.stoppers import ObjectiveNeverLogged, ObjectiveNotLogged, sweep_stopper
 from hpsearch.scripts.tune.trackers import TrackerSpec, parse_trackers, tracker_callbacks
 from hpsearch.scripts.tune.trainable import run_trial
 from hpsearch.scripts.tune.view import LINES, LIVE, SweepView
@@ -195,9 +201,9 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     new_folder = not exp_dir.exists()
     try:
         return _locked_run(space, raw, opts, exp_dir, meta, data_dir, datamodule, trackers)
-    except BaseException:
+    except BaseException as exc:
         if new_folder and not opts.resume:
-            _remove_unstarted(exp_dir)
+            _remove_unstarted(exp_dir, whole=isinstance(exc, ObjectiveNotLogged))
         raise
 
 
@@ -235,10 +241,11 @@ def check_storage(storage: str | None) -> None:
         raise ConfigError(f"--storage {storage}: {str(exc).splitlines()[0]}") from None
 
 
-def _remove_unstarted(exp_dir: Path) -> None:
-    """Remove the folder a new sweep made if it failed before any trial reported: nothing
-    in it is worth keeping, and a folder left behind would refuse the corrected command."""
-    if exp_dir.is_dir() and not (exp_dir / LEADERBOARD).exists():
+def _remove_unstarted(exp_dir: Path, whole: bool = False) -> None:
+    """Remove the folder a new sweep made if it failed before any trial reported (or, with
+    ``whole``, when no trial can ever report): nothing in it is worth keeping, and a folder
+    left behind would refuse the corrected command."""
+    if exp_dir.is_dir() and (whole or not (exp_dir / LEADERBOARD).exists()):
         shutil.rmtree(exp_dir, ignore_errors=True)
 
 
@@ -259,7 +266,9 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
         # machine shipping spares each trial process its own decode (and copy) of the data,
         # unless the trials' drawn values change the tensors anyway.
         ship = joined or not searched_data_fields(space)
-    data = ship_data(datamodule) if ship else None
+    data = ship_data(datamodule) if ship and datamodule is not None else None
+    if datamodule is None:  # the user's own datamodule
+        prepare_on_every_node(space)
     ray_path = ray_experiment_path(exp_dir, meta)
     storage_path = ray_storage_path(exp_dir, meta)
     # Ray's experiment folder when it is on this machine (not with --storage s3://...).
@@ -287,6 +296,7 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
     started = time.monotonic()
     interrupted = False
     warm = contextlib.nullcontext() if joined or opts.tune_defaults else warm_trial_workers()
+    never_logged = ObjectiveNeverLogged()
     try:
         # Tune's legacy output at verbose=0 prints nothing: our lines are the sweep's
         # output (RAY_AIR_NEW_OUTPUT=1 in the environment brings Tune's back).
@@ -297,7 +307,7 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
                 run=_trainable(space, data_dir, data, join_uri(storage_path, "train")),
                 storage_path=storage_path,
                 num_samples=space.budget.num_samples,
-                stop=budget_stopper(space.budget),
+                stop=sweep_stopper(space.budget, never_logged),
                 max_failures=opts.max_failures,
                 # Two: Tune deletes the older checkpoint as soon as a new one is registered,
                 # before the experiment state naming the new one is saved; with one, a
@@ -327,6 +337,8 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
         raise SweepError(f"Ray Tune stopped the sweep: {error_summary(str(exc))}") from None
     finally:
         view.close()
+    if never_logged.problem:
+        raise ObjectiveNotLogged(f"{space.source}: objective.metric: {never_logged.problem}")
     elapsed = time.monotonic() - started
     meta = read_meta(exp_dir)
     meta["wall_time_s"] = float(meta.get("wall_time_s", 0.0)) + elapsed
@@ -396,7 +408,10 @@ def _say_placement(
     print(f"Ray: {c['nodes']} node(s), {c['cpus']:g} CPUs, {c['gpus']:g} GPUs; "
           f"per trial {per_trial}; at most {max_concurrent or 'as many as fit'} at once",
           flush=True)
-    if data is not None:
+    if "target" in space.data:
+        print(f"Data: {space.data['target']}, prepared once per node; each trial sets it up",
+              flush=True)
+    elif data is not None:
         print(f"Data: {data.nbytes / 1e6:.1f} MB decoded here, shipped to the trials through "
               "Ray's object store", flush=True)
         searched = searched_data_fields(space)

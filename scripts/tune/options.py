@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -189,3 +190,18 @@ def space_from_meta(meta: Mapping[str, Any]) -> SearchSpace:
 
     stored = parse_space(meta["space"], source=meta["space_file"])
     return apply_overrides(stored, dataclasses.replace(SweepOptions(), **meta["overrides"]))
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``3m``, ``1h30m`` or ``2.5m``; ``ValueError`` otherwise."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ValueError(f"{text!r}: not a duration (e.g. 90s, 3m, 1h30m)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    value = hours * 3600 + minutes * 60 + seconds
+    if value <= 0:
+        raise ValueError(f"{text!r}: must be longer than 0 s")
+    return value

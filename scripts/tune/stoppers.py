@@ -1,12 +1,36 @@
-"""What ends a sweep before its trials run out: a time budget, a budget of epochs."""
+"""What ends a sweep before its trials run out: a time budget, a budget of epochs, an
+objective that the model never logs."""
 
 from __future__ import annotations
 
 import time
 from typing import Any, ClassVar
 
+from hpsearch.scripts.leaderboard import FAILED_KEY
+from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import Budget
 from ray import tune
+
+
+class ObjectiveNotLogged(ConfigError):
+    """The model logs no objective: every trial would fail the same way."""
+
+
+class ObjectiveNeverLogged(tune.Stopper):
+    """Ends the sweep at the first trial whose model did not log the objective in its first
+    epoch (the user's own module may log other names); ``problem`` then says what it logged."""
+
+    def __init__(self) -> None:
+        self.problem: str | None = None
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        error = str(result.get(FAILED_KEY) or "")
+        if error.startswith("MetricNotLoggedError: "):
+            self.problem = error.removeprefix("MetricNotLoggedError: ")
+        return False
+
+    def stop_all(self) -> bool:
+        return self.problem is not None
 
 
 class TotalEpochs(tune.Stopper):
@@ -53,9 +77,10 @@ def _current_time_budget() -> RunTimeBudget:
     return RunTimeBudget.current or RunTimeBudget(None)
 
 
-def budget_stopper(budget: Budget) -> tune.Stopper:
-    """The sweep's stopper: this run's time budget, and the sweep's budget of epochs."""
-    time_budget = RunTimeBudget(budget.time_budget_s)
-    if budget.total_epochs is None:
-        return time_budget
-    return tune.stopper.CombinedStopper(time_budget, TotalEpochs(budget.total_epochs))
+def sweep_stopper(budget: Budget, never_logged: ObjectiveNeverLogged) -> tune.Stopper:
+    """The sweep's stopper: this run's time budget, the sweep's budget of epochs, and
+    ``never_logged``."""
+    stoppers: list[tune.Stopper] = [RunTimeBudget(budget.time_budget_s), never_logged]
+    if budget.total_epochs is not None:
+        stoppers.append(TotalEpochs(budget.total_epochs))
+    return tune.stopper.CombinedStopper(*stoppers)
