@@ -15,9 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from .backbones import build_backbone
 from .configs import (
-    CONFIG_CLASSES,
     ModelConfig,
     OptimConfig,
     model_config_from_dict,
@@ -26,6 +24,7 @@ from .configs import (
 )
 from .metrics import BINARY_EVAL_METRICS, binary_metrics, metrics_from_confusion
 from .optim import build_optimizer, build_scheduler
+from .registry import build_backbone
 
 
 class ClassifierModule(pl.LightningModule):
@@ -65,7 +64,7 @@ class ClassifierModule(pl.LightningModule):
         # Typed configs come already validated (TrainConfig checks the model fits the data);
         # plain dicts are what load_from_checkpoint passes back from the hparams, so they go
         # through the same parse and data-fit check here.
-        if not isinstance(model, CONFIG_CLASSES):
+        if not isinstance(model, ModelConfig):
             model = model_config_from_dict(model)
             validate_for_data(model, input_shape, num_classes)
         if not isinstance(optim, OptimConfig):
@@ -84,7 +83,8 @@ class ClassifierModule(pl.LightningModule):
         self.input_shape = input_shape
         self.num_classes = num_classes
         self.max_epochs = max_epochs
-        self.binary = model.binary
+        # Two classes: one logit for the positive class, whatever the family.
+        self.binary = num_classes == 2
         # Opting into chunks: each Lightning step is then `steps_per_chunk` plain optimizer
         # steps (see training_step), which saves Lightning's per-step bookkeeping on small
         # models. Single-device runs only: DDP averages gradients in Lightning's own backward.

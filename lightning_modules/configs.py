@@ -9,8 +9,9 @@ pydantic ``ValidationError``; ``search_spaces`` turns them into one-line ``Confi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias, get_args
+from typing import Annotated, Any, Literal, TypeAlias, Union, get_args
 
 from pydantic import (
     BaseModel,
@@ -20,11 +21,11 @@ from pydantic import (
     Field,
     Tag,
     TypeAdapter,
-    field_validator,
     model_validator,
 )
 
 from .blocks import ACTIVATIONS
+from .registry import ALIASES, FAMILIES, canonical_family
 
 OptimizerName: TypeAlias = Literal["adam", "adamw", "rmsprop", "sgd"]
 ScheduleName: TypeAlias = Literal["none", "cosine", "onecycle"]
@@ -63,7 +64,7 @@ KernelSize = Annotated[
 ]
 
 
-def _check_activation(name: str) -> str:
+def check_activation(name: str) -> str:
     if name not in ACTIVATIONS:
         known = ", ".join(sorted(ACTIVATIONS))
         raise ValueError(f"unknown activation {name!r} (known: {known})")
@@ -123,91 +124,68 @@ def optim_config_from_dict(data: Mapping[str, Any] | None) -> OptimConfig:
 # --------------------------------------------------------------------------- models
 
 
-class MLPConfig(BaseModel):
-    """Fully connected network: ``hidden`` widths, each Linear [+BN] + activation [+dropout]."""
+class ModelConfig(BaseModel):
+    """What every family's config has: its ``family`` (``Literal`` in each family's class)
+    and, for two-class data, the decision threshold.
 
-    model_config = CONFIG
-    binary: ClassVar[bool] = False
-
-    family: Literal["mlp"] = "mlp"
-    hidden: Widths = (300,)
-    activation: str = "relu"
-    dropout: Dropout = 0.0
-    batch_norm: bool = False
-
-    _activation = field_validator("activation")(_check_activation)
-
-
-class ConvNetConfig(BaseModel):
-    """Fields shared by the conv families: conv blocks (conv [+BN] + activation + 2x2 max-pool),
-    then ``dense`` hidden layers (activation + dropout), then the classifier layer.
-
-    ``kernel_size`` is one size for every block or one per block.
+    Two classes make the head one logit for the positive class (sigmoid BCE), whatever the
+    family. ``threshold_rule``: ``fixed`` tests at ``threshold``; ``youden`` or ``f1`` test at
+    the threshold that maximises Youden's J or the F1 on the validation split, reported beside
+    the figures at ``threshold``. Validation metrics during training stay at ``threshold``.
+    Each family checks that it fits the data in :meth:`check_data`.
     """
 
     model_config = CONFIG
-    binary: ClassVar[bool] = False
 
     family: str
-    filters: Annotated[Widths, Field(min_length=1)] = (32, 64)
-    kernel_size: KernelSize = 3
-    activation: str = "relu"
-    batch_norm: bool = False
-    dense: Widths = (128,)
-    dropout: Dropout = 0.0
-
-    _activation = field_validator("activation")(_check_activation)
-
-    @model_validator(mode="after")
-    def _one_kernel_size_per_block(self) -> ConvNetConfig:
-        if isinstance(self.kernel_size, tuple) and len(self.kernel_size) != len(self.filters):
-            raise ValueError(
-                f"kernel_size: has {len(self.kernel_size)} entries but filters has "
-                f"{len(self.filters)}; give one kernel size per conv block or a single int"
-            )
-        return self
-
-    @property
-    def kernel_sizes(self) -> tuple[int, ...]:
-        """One kernel size per conv block."""
-        if isinstance(self.kernel_size, int):
-            return (self.kernel_size,) * len(self.filters)
-        return self.kernel_size
-
-
-class CNNConfig(ConvNetConfig):
-    """Multiclass CNN: one logit per class, softmax cross-entropy."""
-
-    family: Literal["cnn"] = "cnn"
-
-
-class BinaryCNNConfig(ConvNetConfig):
-    """Binary CNN: one logit for the positive class, sigmoid BCE, decision at ``threshold``.
-
-    ``threshold_rule``: ``fixed`` tests at ``threshold``; ``youden`` or ``f1`` test at the
-    threshold that maximises Youden's J or the F1 on the validation split, reported beside
-    the figures at ``threshold``. Validation metrics during training stay at ``threshold``.
-    """
-
-    binary: ClassVar[bool] = True
-
-    family: Literal["binary_cnn"] = "binary_cnn"
     threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     threshold_rule: Literal["fixed", "youden", "f1"] = "fixed"
 
+    def check_data(self, input_shape: tuple[int, ...], where: str) -> None:
+        """Raise ``ValueError`` (its message starting with the key) if this model cannot be
+        built for inputs of ``input_shape``."""
 
-# The union a plain mapping is parsed into: ``family`` picks the class.
-ModelConfig: TypeAlias = Annotated[
-    MLPConfig | CNNConfig | BinaryCNNConfig, Field(discriminator="family")
-]
-MODEL_CONFIG: TypeAdapter[Any] = TypeAdapter(ModelConfig)
-CONFIG_CLASSES: tuple[type[BaseModel], ...] = (MLPConfig, CNNConfig, BinaryCNNConfig)
+
+def require_images(cfg: ModelConfig, shape: tuple[int, ...], where: str) -> None:
+    """A family of image models: inputs must be ``(channels, height, width)``."""
+    if len(shape) != 3:
+        got = f"a flat feature vector of shape {shape}" if len(shape) == 1 else \
+            f"inputs of shape {shape}"
+        raise ValueError(f"{where}.family: {cfg.family!r} needs image inputs shaped "
+                         f"(channels, height, width), got {got}")
+
+
+def require_halvings(shape: tuple[int, ...], halvings: int, key: str, what: str) -> None:
+    """Inputs large enough to be halved ``halvings`` times (pooling, strides)."""
+    need = 2**halvings
+    height, width = shape[1:]
+    if min(height, width) < need:
+        raise ValueError(f"{key}: {what} inputs of at least {need}x{need}, got {height}x{width}")
+
+
+def _family_by_its_registered_name(data: Any) -> Any:
+    if isinstance(data, Mapping) and data.get("family") in ALIASES:
+        return {**data, "family": canonical_family(data["family"])}
+    return data
+
+
+def model_config_union() -> Any:
+    """The registered families' configs as one discriminated union (``family`` picks; an
+    alias is read as its family)."""
+    classes = tuple(f.config for f in FAMILIES.values())
+    return Annotated[Union[classes], Field(discriminator="family"),  # noqa: UP007
+                     BeforeValidator(_family_by_its_registered_name)]
+
+
+@functools.cache
+def _model_adapter(families: tuple[str, ...]) -> TypeAdapter[Any]:
+    return TypeAdapter(model_config_union())
 
 
 def model_config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
     """Build the config class registered for ``data["family"]``; raises pydantic's
     ``ValidationError``."""
-    return MODEL_CONFIG.validate_python(data)
+    return _model_adapter(tuple(FAMILIES)).validate_python(data)
 
 
 def validate_for_data(
@@ -226,31 +204,8 @@ def validate_for_data(
         raise ValueError(f"input_shape must be a non-empty list of positive ints, got {shape}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    family_key = f"{where}.family" if where else "family"
-    if model_cfg.binary and num_classes != 2:
-        raise ValueError(
-            f"{family_key}: {model_cfg.family!r} has a single-logit binary head and needs a "
-            f"2-class dataset, got {num_classes} classes"
-        )
-    if isinstance(model_cfg, ConvNetConfig):
-        if len(shape) != 3:
-            got = (
-                f"a flat feature vector of shape {shape}"
-                if len(shape) == 1
-                else f"inputs of shape {shape}"
-            )
-            raise ValueError(
-                f"{family_key}: {model_cfg.family!r} needs image inputs shaped "
-                f"(channels, height, width), got {got}"
-            )
-        blocks = len(model_cfg.filters)
-        need = 2**blocks
-        height, width = shape[1:]
-        if min(height, width) < need:
-            what = f"{blocks} conv blocks with 2x2 pooling need"
-            if blocks == 1:
-                what = "1 conv block with 2x2 pooling needs"
-            raise ValueError(
-                f"{f'{where}.filters' if where else 'filters'}: {what} inputs of at least "
-                f"{need}x{need}, got {height}x{width}"
-            )
+    if num_classes != 2 and (model_cfg.threshold != 0.5 or model_cfg.threshold_rule != "fixed"):
+        key = "threshold" if model_cfg.threshold != 0.5 else "threshold_rule"
+        raise ValueError(f"{where}.{key}: applies to two-class data only (one logit for the "
+                         f"positive class), got {num_classes} classes")
+    model_cfg.check_data(shape, where)

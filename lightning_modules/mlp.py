@@ -1,18 +1,30 @@
-"""Multilayer perceptron backbone (family ``"mlp"``)."""
+"""Multilayer perceptron (family ``"mlp"``): ``hidden`` widths, each Linear [+BN] + activation
+[+dropout]; flattens its input, so images and feature vectors both work."""
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
+from pydantic import field_validator
 from torch import Tensor, nn
 
 from .blocks import dense_head
-from .configs import MLPConfig
+from .configs import Dropout, ModelConfig, Widths, check_activation
+from .registry import register_family
+
+
+class MLPConfig(ModelConfig):
+    family: Literal["mlp"] = "mlp"
+    hidden: Widths = (300,)
+    activation: str = "relu"
+    dropout: Dropout = 0.0
+    batch_norm: bool = False
+
+    _activation = field_validator("activation")(check_activation)
 
 
 class MLP(nn.Module):
-    """Fully connected classifier; flattens its input so images and feature vectors both work."""
-
     def __init__(self, cfg: MLPConfig, input_shape: tuple[int, ...], num_outputs: int) -> None:
         super().__init__()
         self.layers = dense_head(
@@ -28,6 +40,6 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
-def build_mlp(cfg: MLPConfig, input_shape: tuple[int, ...], num_classes: int) -> MLP:
-    """Backbone builder registered for ``"mlp"``: one logit per class."""
-    return MLP(cfg, input_shape, num_classes)
+@register_family("mlp", MLPConfig)
+def build_mlp(cfg: MLPConfig, input_shape: tuple[int, ...], num_outputs: int) -> MLP:
+    return MLP(cfg, input_shape, num_outputs)

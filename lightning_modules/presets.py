@@ -10,13 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .classifier import ClassifierModule
-from .configs import (
-    BinaryCNNConfig,
-    CNNConfig,
-    MLPConfig,
-    ModelConfig,
-    OptimConfig,
-)
+from .cnn import CNNConfig
+from .configs import ModelConfig, OptimConfig
+from .mlp import MLPConfig
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "hog_mnist", "pneumonia")
 
@@ -157,7 +153,7 @@ _PRESETS = (
         ),
         dataset="pneumonia",
         data={"image_size": 128},
-        model=BinaryCNNConfig(
+        model=CNNConfig(
             filters=(8, 16, 32, 64, 128), kernel_size=3, dense=(32, 16), threshold=0.5
         ),
         optim=ADAM,

@@ -152,6 +152,12 @@ class TrainResult:
         """The last epoch's metrics."""
         return self.history[-1] if self.history else {}
 
+    @property
+    def network(self) -> torch.nn.Module:
+        """The layers a parameter table lists: hpsearch classifier's backbone, or the user's
+        whole module."""
+        return getattr(self.module, "backbone", self.module)
+
 
 @dataclass(frozen=True)
 class Distributed:

@@ -8,6 +8,10 @@ file is loaded, so a bad file stops the sweep before Ray starts.
 The settings are frozen pydantic models (strict, unknown keys refused); :class:`SearchSpace`
 and :class:`Param` stay frozen dataclasses holding them, so ``dataclasses.replace`` works on
 the space (use :func:`search_spaces.errors.replaced` for the pydantic parts).
+
+The distributions and :class:`Param` are in :mod:`search_spaces.distributions`, the samplers
+and schedulers in :mod:`search_spaces.methods`; this module holds the space itself, its
+objective, budget and resources, and reads and checks the file.
 """
 
 from __future__ import annotations
@@ -19,118 +23,32 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from hpsearch.search_spaces.distributions import (
+    ChoiceDist,
+    Frozen,
+    ListDist,
+    Param,
+    parse_dist,
+    parse_when,
+)
 from hpsearch.search_spaces.errors import ConfigError, validated
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
+from hpsearch.search_spaces.methods import (
+    NUMERIC_SAMPLERS,
+    SAMPLER_SPEC,
+    SCHEDULER_SPEC,
+    SINGLE_OBJECTIVE_SAMPLERS,
+    AshaScheduler,
+    SamplerSpec,
+    SchedulerSpec,
+    TpeSampler,
+    unmodelled_by_numeric_sampler,
+)
+from pydantic import Field, TypeAdapter, model_validator
 
 SECTIONS = ("data", "model", "optimizer")
-LIST_LENGTH = "length"
 
 
-# Strict: no "3" -> 3 or True -> 1 coercion; frozen: hashable, safe to share between trials;
-# forbid: an unknown key is a typo.
-CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-def _as_tuple(value: Any) -> Any:
-    # YAML gives lists; the configs hold tuples (hashable), which strict mode would refuse.
-    return tuple(value) if isinstance(value, list) else value
-
-
-class _Frozen(BaseModel):
-    model_config = CONFIG
-
-
-class _Range(_Frozen):
-    @model_validator(mode="after")
-    def _ordered(self) -> Any:
-        if self.low > self.high:  # type: ignore[attr-defined]
-            raise ValueError(f"low ({self.low}) > high ({self.high})")  # type: ignore[attr-defined]
-        if self.log and self.low <= 0:  # type: ignore[attr-defined]
-            raise ValueError(f"log scale needs low > 0, got {self.low}")  # type: ignore[attr-defined]
-        return self
-
-
-class IntDist(_Range):
-    type: Literal["int"]
-    low: int
-    high: int
-    log: bool = False
-    step: Annotated[int, Field(gt=0)] = 1
-
-    def candidates(self) -> tuple[Any, ...]:
-        return (self.low, self.high)
-
-
-class FloatDist(_Range):
-    type: Literal["float"]
-    low: float
-    high: float
-    log: bool = False
-
-    def candidates(self) -> tuple[Any, ...]:
-        return (self.low, self.high)
-
-
-class ChoiceDist(_Frozen):
-    type: Literal["choice"]
-    values: Annotated[tuple[Any, ...], BeforeValidator(_as_tuple)]
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> ChoiceDist:
-        if not self.values:
-            raise ValueError("empty choice list")
-        return self
-
-    def candidates(self) -> tuple[Any, ...]:
-        return self.values
-
-
-Scalar = IntDist | FloatDist | ChoiceDist
-_SCALARS: dict[str, type] = {"int": IntDist, "float": FloatDist, "choice": ChoiceDist}
-
-
-class ListDist(_Frozen):
-    """A list whose length is drawn first, then each element (e.g. layer widths)."""
-
-    type: Literal["list"]
-    length: IntDist
-    each: Annotated[Scalar, Field(discriminator="type")]
-
-    @model_validator(mode="after")
-    def _some_elements(self) -> ListDist:
-        if self.length.low < 1:
-            raise ValueError(f"length: low must be at least 1, got {self.length.low}")
-        return self
-
-    def candidates(self) -> tuple[Any, ...]:
-        return tuple([v] * n for v in self.each.candidates() for n in self.length.candidates())
-
-
-Dist = Scalar | ListDist
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched hyperparameter: ``path`` is ``section.key`` in the trial config."""
-
-    path: str
-    dist: Dist
-    # Sampled only when every earlier parameter named here took one of the listed values.
-    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
-
-    @property
-    def section(self) -> str:
-        return self.path.split(".", 1)[0]
-
-    @property
-    def key(self) -> str:
-        return self.path.split(".", 1)[1]
-
-    def active(self, drawn: Mapping[str, Any]) -> bool:
-        return all(drawn.get(name) in values for name, values in self.when)
-
-
-class Objective(_Frozen):
+class Objective(Frozen):
     metric: str = "val_acc"
     mode: Literal["max", "min"] = "max"
 
@@ -140,95 +58,7 @@ class Objective(_Frozen):
 TRIAL_METRICS = ("param_count", "train_time_s")
 
 
-# Optuna's samplers, each with its main options; an option left out keeps Optuna's default,
-# and ``seed`` defaults to the space's seed.
-class TpeSampler(_Frozen):
-    name: Literal["tpe"] = "tpe"
-    n_startup_trials: int | None = None
-    multivariate: bool | None = None
-    group: bool | None = None
-    constant_liar: bool | None = None
-    seed: int | None = None
-
-
-class RandomSampler(_Frozen):
-    name: Literal["random"] = "random"
-    seed: int | None = None
-
-
-class GpSampler(_Frozen):
-    name: Literal["gp"] = "gp"
-    n_startup_trials: int | None = None
-    seed: int | None = None
-
-
-class CmaEsSampler(_Frozen):
-    name: Literal["cmaes"] = "cmaes"
-    n_startup_trials: int | None = None
-    popsize: int | None = None
-    seed: int | None = None
-
-
-class QmcSampler(_Frozen):
-    name: Literal["qmc"] = "qmc"
-    qmc_type: Literal["sobol", "halton"] | None = None
-    scramble: bool | None = None
-    seed: int | None = None
-
-
-class Nsga2Sampler(_Frozen):
-    name: Literal["nsga2"] = "nsga2"
-    population_size: int | None = None
-    mutation_prob: float | None = None
-    crossover_prob: float | None = None
-    seed: int | None = None
-
-
-SamplerSpec = TpeSampler | RandomSampler | GpSampler | CmaEsSampler | QmcSampler | Nsga2Sampler
-SAMPLER_SPEC: TypeAdapter[Any] = TypeAdapter(Annotated[SamplerSpec, Field(discriminator="name")])
-SAMPLERS: dict[str, type] = {
-    "tpe": TpeSampler, "random": RandomSampler, "gp": GpSampler, "cmaes": CmaEsSampler,
-    "qmc": QmcSampler, "nsga2": Nsga2Sampler,
-}
-# Samplers that model one objective only.
-SINGLE_OBJECTIVE_SAMPLERS = frozenset({"cmaes"})
-# Samplers that model numeric parameters of a fixed search space only: a choice, a
-# conditional parameter or a list of drawn length would be sampled at random, unmodelled.
-NUMERIC_SAMPLERS = frozenset({"cmaes", "qmc"})
-
-
-# Ray Tune's trial schedulers. They read ``budget.grace_period`` and
-# ``budget.reduction_factor``; ``hyperband`` is Ray's asynchronous HyperBand (ASHA over
-# several brackets), which never pauses a trial.
-class AshaScheduler(_Frozen):
-    name: Literal["asha"] = "asha"
-
-
-class HyperbandScheduler(_Frozen):
-    name: Literal["hyperband"] = "hyperband"
-    brackets: Annotated[int, Field(ge=1)] = 3
-
-
-class MedianScheduler(_Frozen):
-    name: Literal["median"] = "median"
-    min_samples_required: Annotated[int, Field(ge=1)] = 3
-
-
-class NoScheduler(_Frozen):
-    name: Literal["none"] = "none"
-
-
-SchedulerSpec = AshaScheduler | HyperbandScheduler | MedianScheduler | NoScheduler
-SCHEDULER_SPEC: TypeAdapter[Any] = TypeAdapter(
-    Annotated[SchedulerSpec, Field(discriminator="name")]
-)
-SCHEDULERS: dict[str, type] = {
-    "asha": AshaScheduler, "hyperband": HyperbandScheduler, "median": MedianScheduler,
-    "none": NoScheduler,
-}
-
-
-class Budget(_Frozen):
+class Budget(Frozen):
     num_samples: Annotated[int, Field(ge=1)] = 8
     max_epochs: Annotated[int, Field(ge=1)] = 5
     grace_period: Annotated[int, Field(ge=1)] = 1
@@ -247,7 +77,7 @@ class Budget(_Frozen):
         return self
 
 
-class Resources(_Frozen):
+class Resources(Frozen):
     cpus_per_trial: Annotated[float, Field(gt=0)] = 1.0
     gpus_per_trial: Annotated[float, Field(ge=0)] = 0.0
     max_concurrent: Annotated[int, Field(ge=1)] | None = None
@@ -316,53 +146,6 @@ _TOP_KEYS = {
 }
 
 
-def _parse_dist(raw: Any, where: str) -> Dist:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with a 'type', got {raw!r}")
-    kind = raw.get("type")
-    if kind == "list":
-        unknown = sorted(set(raw) - {"type", "length", "each"})
-        if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}: unknown key (allowed: each, length, type)")
-        length = raw.get("length")
-        if isinstance(length, int) and not isinstance(length, bool):
-            length = {"type": "int", "low": length, "high": length}
-        if length is None:
-            raise ConfigError(f"{where}.length: missing (an int, or an int distribution)")
-        if "each" not in raw:
-            raise ConfigError(f"{where}.each: missing (the distribution of each element)")
-        parts = {
-            "type": "list",
-            "length": _parse_scalar(length, f"{where}.length", only="int"),
-            "each": _parse_scalar(raw["each"], f"{where}.each"),
-        }
-        return validated(ListDist, parts, where)
-    return _parse_scalar(raw, where)
-
-
-def _parse_scalar(raw: Any, where: str, only: str | None = None) -> Any:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with a 'type', got {raw!r}")
-    kind = raw.get("type")
-    allowed = [only] if only else list(_SCALARS)
-    if kind not in allowed:
-        raise ConfigError(f"{where}.type: must be one of {', '.join(allowed)}, got {kind!r}")
-    return validated(_SCALARS[kind], raw, where)
-
-
-def _parse_when(
-    raw: Any, where: str, earlier: list[str]
-) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-    if not isinstance(raw, Mapping) or not raw:
-        raise ConfigError(f"{where}: expected a mapping of earlier parameter -> value(s)")
-    out = []
-    for name, values in raw.items():
-        if name not in earlier:
-            raise ConfigError(f"{where}.{name}: must name a parameter listed before this one")
-        out.append((name, tuple(values) if isinstance(values, list) else (values,)))
-    return tuple(out)
-
-
 def _parse_search(raw: Any, where: str) -> tuple[Param, ...]:
     if raw is None:
         return ()
@@ -378,8 +161,8 @@ def _parse_search(raw: Any, where: str) -> tuple[Param, ...]:
             raise ConfigError(f"{pwhere}: the dataset and model are fixed per file")
         spec = dict(spec) if isinstance(spec, Mapping) else spec
         when_raw = spec.pop("when", None) if isinstance(spec, dict) else None
-        when = _parse_when(when_raw, f"{pwhere}.when", [p.path for p in params]) if when_raw else ()
-        dist = _parse_dist(spec, pwhere)
+        when = parse_when(when_raw, f"{pwhere}.when", [p.path for p in params]) if when_raw else ()
+        dist = parse_dist(spec, pwhere)
         params.append(Param(path=str(path), dist=dist, when=when))
     return tuple(params)
 
@@ -481,23 +264,11 @@ def _check_search_method(space: SearchSpace) -> None:
             "objectives")
     if sampler in NUMERIC_SAMPLERS:
         for param in space.search:
-            why = _unmodelled_by_numeric_sampler(param)
+            why = unmodelled_by_numeric_sampler(param)
             if why:
                 raise ConfigError(
                     f"sampler: {sampler} cannot model search.{param.path} ({why}); Optuna would "
                     "draw it at random. Use tpe, gp or random, or search numbers only")
-
-
-def _unmodelled_by_numeric_sampler(param: Param) -> str:
-    dists = [param.dist.length, param.dist.each] if isinstance(param.dist, ListDist) \
-        else [param.dist]
-    if any(isinstance(d, ChoiceDist) for d in dists):
-        return "a choice"
-    if param.when:
-        return "a conditional parameter"
-    if isinstance(param.dist, ListDist) and param.dist.length.low != param.dist.length.high:
-        return "a list of drawn length"
-    return ""
 
 
 def _parse_start_points(raw: Any, space: SearchSpace) -> tuple[dict[str, Any], ...]:
@@ -547,7 +318,11 @@ def _check_against_configs(space: SearchSpace) -> None:
     base = base_sections(space)
     cfg = train_config_from_sections(base, max_epochs=space.budget.max_epochs, seed=space.seed)
     if not cfg.user_code:  # what the user's own module logs is known after its first epoch
-        _check_objective_metrics(space, cfg.model.binary)
+        _check_objective_metrics(space, cfg.data.num_classes == 2)
+    for param in space.search:
+        if cfg.user_code and param.section == "optimizer":
+            raise ConfigError(f"search.{param.path}: a model given by target sets up its own "
+                              "optimizer (configure_optimizers); make it an init argument")
     for param in space.search:
         field_name = param.key.split(".", 1)[0]
         for value in param.dist.candidates():

@@ -63,7 +63,7 @@ class TargetConfig(BaseModel):
     def _module_colon_class(cls, value: str) -> str:
         module, colon, attr = value.partition(":")
         if not (module and colon and attr):
-            raise ValueError(f"target: expected 'package.module:Class', got {value!r}")
+            raise ValueError(f"expected 'package.module:Class', got {value!r}")
         return value
 
     @model_validator(mode="after")

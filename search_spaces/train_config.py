@@ -14,9 +14,9 @@ from typing import Annotated, Any
 from hpsearch.datamodules import data_config_from_dict
 from hpsearch.datamodules.configs import DataConfig
 from hpsearch.lightning_modules.configs import (
-    ModelConfig,
     OptimConfig,
     model_config_from_dict,
+    model_config_union,
     optim_config_from_dict,
     validate_for_data,
 )
@@ -41,7 +41,7 @@ def _builtin_or_target(value: Any) -> str:
 # the "<...>" tags are left out of error key paths.
 AnyData = Annotated[Annotated[DataConfig, Tag("<builtin>")] | Annotated[UserData, Tag("<target>")],
                     Discriminator(_builtin_or_target)]
-AnyModel = Annotated[Annotated[ModelConfig, Tag("<builtin>")]
+AnyModel = Annotated[Annotated[model_config_union(), Tag("<builtin>")]
                      | Annotated[UserModel, Tag("<target>")], Discriminator(_builtin_or_target)]
 
 

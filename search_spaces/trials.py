@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hpsearch.search_spaces.schema import SECTIONS, ListDist, Param, SearchSpace
+from hpsearch.search_spaces.distributions import ListDist, Param
+from hpsearch.search_spaces.schema import SECTIONS, SearchSpace
 from hpsearch.search_spaces.train_config import TrainConfig, train_config_from_sections
 
 

@@ -98,7 +98,8 @@ def _idx_subset(real_data_dir: Path, folder: str, root: Path) -> Path:
 @pytest.fixture(scope="session")
 def real_subsets_dir(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real subsets of every dataset: MNIST and Fashion-MNIST (2,000 train / 500 test) and
-    PneumoniaMNIST (the first 600 / 150 / 200 of its splits)."""
+    PneumoniaMNIST (the first 600 / 150 / 200 of its splits), also as a Kaggle-layout
+    ``chest_xray`` folder (its train and test splits)."""
     root = tmp_path_factory.mktemp("real-subsets")
     for folder in ("mnist", "fashion-mnist"):
         _idx_subset(real_data_dir, folder, root)
@@ -108,7 +109,21 @@ def real_subsets_dir(real_data_dir: Path, tmp_path_factory: pytest.TempPathFacto
                   for split, n in sizes.items() for kind in ("images", "labels")}
     (root / "pneumoniamnist").mkdir()
     np.savez(root / "pneumoniamnist" / "pneumoniamnist.npz", **arrays)
+    _kaggle_layout(arrays, root / "chest_xray")
     return root
+
+
+def _kaggle_layout(arrays: dict[str, np.ndarray], root: Path) -> None:
+    """The same real X-rays in Kaggle's layout (``train|test/NORMAL|PNEUMONIA/*.png``), for
+    ``source: folder``; the loader resizes them to the space's image size."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"].ravel()
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+            folder = root / split / ("NORMAL", "PNEUMONIA")[int(label)]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{i}.png")
 
 
 def _synthetic_mnist_datamodule() -> Any:

@@ -18,7 +18,6 @@ import torch
 from hpsearch.datamodules.batches import BatchChunks, TensorBatches
 from hpsearch.lightning_modules import (
     PRESETS,
-    BinaryCNNConfig,
     ClassifierModule,
     CNNConfig,
     MLPConfig,
@@ -53,6 +52,9 @@ IMAGE_SHAPE = (1, 8, 8)
 FAMILY_CASES: dict[str, tuple[dict[str, Any], int]] = {
     "mlp": ({"family": "mlp", "hidden": [32]}, 3),
     "cnn": ({"family": "cnn", "filters": [4, 8], "dense": [16]}, 3),
+    "resnet": ({"family": "resnet", "width": 4, "depth": 2, "blocks_per_stage": 1}, 3),
+    # Two classes make the head binary whatever the family; binary_cnn is read as cnn.
+    "mlp, two classes": ({"family": "mlp", "hidden": [32]}, 2),
     "binary_cnn": ({"family": "binary_cnn", "filters": [4, 8], "dense": [16]}, 2),
 }
 
@@ -101,7 +103,7 @@ def test_preset_parameter_count_matches_keras(name: str) -> None:
     assert count_parameters(backbone) == preset.expected_params
     assert parameter_table(backbone)[-1]["total"] == preset.expected_params
     out = backbone(torch.zeros(2, *preset.input_shape))
-    assert out.shape == (2, 1 if preset.model.binary else preset.num_classes)
+    assert out.shape == (2, 1 if preset.num_classes == 2 else preset.num_classes)
 
 
 def test_parameter_table_rows_and_text() -> None:
@@ -149,7 +151,7 @@ INVALID: dict[str, tuple[Callable[[], object], str]] = {
     "negative filters": (
         lambda: CNNConfig(filters=(8, -4)), "filters[1]: must be positive, got -4"
     ),
-    "zero dense": (lambda: BinaryCNNConfig(dense=(0,)), "dense[0]: must be positive, got 0"),
+    "zero dense": (lambda: CNNConfig(dense=(0,)), "dense[0]: must be positive, got 0"),
     "zero kernel": (lambda: CNNConfig(kernel_size=0), "kernel_size: must be positive, got 0"),
     "zero kernel in a list": (
         lambda: CNNConfig(filters=(4, 8), kernel_size=(3, 0)),
@@ -186,10 +188,15 @@ INVALID: dict[str, tuple[Callable[[], object], str]] = {
         lambda: OptimConfig(name="sgd", nesterov=True),
         "nesterov: needs name 'sgd' and momentum > 0, got name 'sgd' with momentum 0.0",
     ),
-    "binary head on 10 classes": (
-        lambda: validate_for_data(BinaryCNNConfig(), (1, 28, 28), 10),
-        "model.family: 'binary_cnn' has a single-logit binary head and needs a 2-class "
-        "dataset, got 10 classes",
+    "threshold rule on 10 classes": (
+        lambda: validate_for_data(CNNConfig(threshold_rule="f1"), (1, 28, 28), 10),
+        "model.threshold_rule: applies to two-class data only (one logit for the positive "
+        "class), got 10 classes",
+    ),
+    "resnet too deep for the image": (
+        lambda: validate_for_data(model_config_from_dict(
+            {"family": "resnet", "stem": "strided", "depth": 4}), (1, 28, 28), 10),
+        "model.depth: 4 stages after a strided stem need inputs of at least 32x32, got 28x28",
     ),
     "cnn on a flat vector": (
         lambda: validate_for_data(CNNConfig(), (392,), 10),
@@ -200,10 +207,10 @@ INVALID: dict[str, tuple[Callable[[], object], str]] = {
         lambda: CNNConfig(filters=(8, 16, 32), kernel_size=(3, 3)),
         "kernel_size: has 2 entries but filters has 3",
     ),
-    "threshold 1": (lambda: BinaryCNNConfig(threshold=1.0), "threshold: must be < 1, got 1.0"),
+    "threshold 1": (lambda: CNNConfig(threshold=1.0), "threshold: must be < 1, got 1.0"),
     "unknown family": (
         lambda: model_config_from_dict({"family": "rnn"}),
-        "family: unknown model family 'rnn' (known: mlp, cnn, binary_cnn)",
+        "family: unknown model family 'rnn' (known: cnn, mlp, resnet)",
     ),
     "missing family": (lambda: model_config_from_dict({"hidden": [3]}), "family: missing"),
     "dict path names the field, not the family tag": (
@@ -324,7 +331,7 @@ def test_logged_metrics_and_test_results(family: str) -> None:
     trainer.fit(module, _loader(x, y), _loader(val_x, val_y))
 
     expected = {"train_loss", "train_acc", "val_loss", "val_acc", "val_f1"}
-    if family == "binary_cnn":
+    if num_classes == 2:
         expected |= {"val_auc", "val_sensitivity", "val_specificity"}
     assert set(trainer.callback_metrics) == expected
     assert 0.0 <= trainer.callback_metrics["val_acc"] <= 1.0
@@ -340,7 +347,7 @@ def test_logged_metrics_and_test_results(family: str) -> None:
     module.eval()
     with torch.no_grad():
         logits = module(val_x)
-    if family == "binary_cnn":
+    if num_classes == 2:
         scores = torch.sigmoid(logits).numpy()
         assert module.test_scores is not None and module.test_targets is not None
         np.testing.assert_allclose(module.test_scores, scores, rtol=1e-5, atol=1e-6)
@@ -410,7 +417,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 
     # Plain hyperparameters: loadable without trusting pickled classes.
     checkpoint = torch.load(path, weights_only=True)
-    assert checkpoint["hyper_parameters"]["model"]["family"] == "binary_cnn"
+    assert checkpoint["hyper_parameters"]["model"]["family"] == "cnn"  # binary_cnn's name
 
     loaded = ClassifierModule.load_from_checkpoint(path, weights_only=True)
     assert loaded.model_cfg == module.model_cfg and loaded.optim_cfg == module.optim_cfg
@@ -476,7 +483,7 @@ def test_real_mnist_mlp_preset_one_epoch(real_data_dir: Path) -> None:
     this uses Keras' default batch size, 32, with which one epoch clears 0.95."""
     import argparse
 
-    from hpsearch.scripts.cli import _train_config
+    from hpsearch.scripts.cli_commands import _train_config
     from hpsearch.scripts.train import train
 
     args = argparse.Namespace(preset="mlp_784_300_10", config=None, epochs=1, seed=0,

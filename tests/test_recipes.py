@@ -11,8 +11,8 @@ from hpsearch.datamodules import data_config_from_dict
 from hpsearch.datamodules.augment import random_affine
 from hpsearch.datamodules.batches import TensorBatches
 from hpsearch.datamodules.configs import data_key
+from hpsearch.lightning_modules import CNNConfig, MLPConfig, OptimConfig
 from hpsearch.lightning_modules.classifier import ClassifierModule
-from hpsearch.lightning_modules.configs import BinaryCNNConfig, MLPConfig, OptimConfig
 from hpsearch.lightning_modules.metrics import binary_metrics, choose_threshold
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import parse_space
@@ -89,7 +89,7 @@ def test_augment_is_a_validated_data_field_that_leaves_the_decoded_data_alone():
 
 def _mlp_module(smoothing: float, binary: bool = False) -> ClassifierModule:
     if binary:
-        return ClassifierModule(BinaryCNNConfig(filters=(4,), dense=()),
+        return ClassifierModule(CNNConfig(filters=(4,), dense=()),
                                 OptimConfig(label_smoothing=smoothing), (1, 8, 8), 2)
     return ClassifierModule(MLPConfig(hidden=(8,)), OptimConfig(label_smoothing=smoothing),
                             (6,), 3)
@@ -197,9 +197,9 @@ def test_the_f1_rule_prefers_catching_positives_where_youden_balances():
 
 
 def test_threshold_rules_are_validated():
-    assert BinaryCNNConfig().threshold_rule == "fixed"
+    assert CNNConfig().threshold_rule == "fixed"
     with pytest.raises(ValueError, match="threshold_rule"):
-        BinaryCNNConfig(threshold_rule="best")
+        CNNConfig(threshold_rule="best")
     with pytest.raises(ValueError, match="both classes"):
         choose_threshold(np.array([0.2, 0.4]), np.array([1, 1]), "youden")
     with pytest.raises(ValueError, match="rule"):

@@ -16,13 +16,12 @@ from hpsearch.scripts.compute import runs_compute
 from hpsearch.scripts.reports.compare import compare
 from hpsearch.scripts.reports.retrain import (
     RetrainOptions,
-    _report_md,
-    format_test_results,
     resolve_run,
     retrain_seeds,
     summarize,
     summarize_seeds,
 )
+from hpsearch.scripts.reports.retrain_report import _report_md, format_test_results
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.train_config import TrainConfig
 

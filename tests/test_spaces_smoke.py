@@ -17,11 +17,14 @@ pytestmark = pytest.mark.slow
 
 
 def _tiny(raw: dict) -> dict:
-    """The file with a tiny budget; IDX datasets hold out 500 of the subset's 2,000 images."""
+    """The file with a tiny budget on 1-CPU trials; IDX datasets hold out 500 of the
+    subset's 2,000 images."""
     raw = {**raw, "budget": {**raw["budget"], "num_samples": 2, "max_epochs": 1,
                              "grace_period": 1}}
     if raw["data"]["name"] in ("mnist", "fashion_mnist", "hog_mnist"):
         raw["data"] = {**raw["data"], "val_size": 500}
+    # A cluster-sized space (GPUs, several CPUs a trial) runs here as 1-CPU trials.
+    raw["resources"] = {"cpus_per_trial": 1}
     return raw
 
 

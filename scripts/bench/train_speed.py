@@ -12,8 +12,8 @@ import pytorch_lightning as pl
 import torch
 from hpsearch.datamodules import Splits, build_datamodule
 from hpsearch.datamodules.batches import model_inputs
-from hpsearch.lightning_modules.backbones import build_backbone
 from hpsearch.lightning_modules.optim import build_optimizer
+from hpsearch.lightning_modules.registry import build_backbone
 from hpsearch.scripts.bench.figures import Figure, Mode
 from hpsearch.scripts.train import plain_cuda_check, train
 from hpsearch.search_spaces.train_config import (
