@@ -3,22 +3,32 @@
 Importing this package costs numpy, torch and pytorch_lightning only; PIL and scikit-learn
 are imported when a pneumonia folder is decoded. Nothing here imports ray or optuna, so the
 data layer works (and is tested) without the sweep machinery.
+
+Every module of this folder is imported here, so a dataset's ``@register_dataset`` runs: a new
+dataset is one file.
 """
 
-from .base import Splits, TensorDataModule, clear_cache
-from .batches import TensorBatches
-from .configs import DataConfig, HogMnistConfig, IdxConfig, PneumoniaConfig
-from .errors import DataError
-from .hog import HogMnistDataModule, hog_feature_size, hog_features
-from .idx import IdxDataModule, read_idx
-from .paths import CACHE_DIR_ENV, DATA_DIR_ENV, resolve_data_dir
-from .pneumonia import PneumoniaDataModule
-from .registry import (
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from .base import Splits, TensorDataModule, clear_cache  # noqa: E402
+from .batches import TensorBatches  # noqa: E402
+from .configs import DataConfig  # noqa: E402
+from .errors import DataError  # noqa: E402
+from .hog import HogMnistConfig, HogMnistDataModule, hog_feature_size, hog_features  # noqa: E402
+from .idx import FashionMnistConfig, IdxConfig, IdxDataModule, MnistConfig, read_idx  # noqa: E402
+from .paths import CACHE_DIR_ENV, DATA_DIR_ENV, resolve_data_dir  # noqa: E402
+from .pneumonia import PneumoniaConfig, PneumoniaDataModule  # noqa: E402
+from .registry import (  # noqa: E402
     DATASETS,
     build_datamodule,
     config_class,
     data_config_from_dict,
     default_config,
+    register_dataset,
 )
 
 __all__ = [
@@ -27,10 +37,12 @@ __all__ = [
     "DATA_DIR_ENV",
     "DataConfig",
     "DataError",
+    "FashionMnistConfig",
     "HogMnistConfig",
     "HogMnistDataModule",
     "IdxConfig",
     "IdxDataModule",
+    "MnistConfig",
     "PneumoniaConfig",
     "PneumoniaDataModule",
     "Splits",
@@ -44,5 +56,6 @@ __all__ = [
     "hog_feature_size",
     "hog_features",
     "read_idx",
+    "register_dataset",
     "resolve_data_dir",
 ]

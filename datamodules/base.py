@@ -149,6 +149,10 @@ class TensorDataModule(pl.LightningDataModule):
         """Where the data comes from (files or folder), without decoding; may raise DataError."""
         return str(self.data_dir)
 
+    def check_details(self) -> dict[str, str]:
+        """What ``hpsearch data check`` shows of the loaded data beyond sizes and counts."""
+        return {}
+
     # -- loading ------------------------------------------------------------------------------
 
     @property

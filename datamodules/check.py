@@ -60,10 +60,7 @@ def check_dataset(name: str, data_dir: str | Path | None = None) -> DatasetCheck
         result.ok = True
         result.sizes = dm.split_sizes()
         result.counts = {split: dm.class_counts(split) for split in SPLITS}
-        if name == "hog_mnist":
-            result.extra["features"] = str(cfg.input_shape[0])
-        if name == "pneumonia":
-            result.extra["pos_weight"] = f"{dm.pos_weight:.4f}"  # type: ignore[attr-defined]
+        result.extra = dm.check_details()
     result.seconds = time.perf_counter() - start
     return result
 

@@ -1,40 +1,34 @@
-"""MNIST and Fashion-MNIST from the original IDX files: one reader, one datamodule, two specs.
+"""MNIST and Fashion-MNIST from the original IDX files: one reader, one datamodule, and per
+dataset a spec (files, mirrors, class names, sizes) and a registered config. Another IDX dataset
+is one more spec and config (here or in a file of its own).
 
-IDX format (big-endian): magic ``0x0000TTDD`` (TT = 0x08 for uint8, DD = number of dims),
-then DD uint32 dimension sizes, then the data. Files may be gzip-compressed (detected by
-content, not by name).
+The files are read by ``idx_files.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gzip
 import http.client
 import os
 import shutil
 import urllib.request
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, ClassVar, Literal
 
 import numpy as np
+from pydantic import model_validator
 
 from .base import Splits, TensorDataModule, labels_to_tensor, pixel_tensor, split_train_val
-from .configs import DIGIT_CLASSES, FASHION_CLASSES, IdxConfig
+from .configs import Augment, DataConfig, check_val_size
 from .errors import DataError, one_line
+from .idx_files import read_idx, read_idx_pair
 from .paths import (
     DATA_DIR_ENV,
     atomic_write,
-    fingerprint_files,
-    resolve_cache_dir,
     resolve_data_dir,
 )
-
-IDX_IMAGES_MAGIC = 0x00000803
-IDX_LABELS_MAGIC = 0x00000801
-_MAGIC = {"images": IDX_IMAGES_MAGIC, "labels": IDX_LABELS_MAGIC}
+from .registry import register_dataset
 
 IdxFile = Literal["train_images", "train_labels", "test_images", "test_labels"]
 IDX_FILES: dict[IdxFile, str] = {
@@ -55,6 +49,8 @@ class IdxSpec:
     download_subdir: str
     mirrors: tuple[str, ...]
     class_names: tuple[str, ...]
+    train_size: int = 60_000  # training images in the files (validation is carved from them)
+    image_size: int = 28  # square, one channel
     system_dirs: tuple[Path, ...] = ()  # OS package locations, tried last
     package_hint: str = ""  # how to install the files from an OS package, for messages
 
@@ -69,6 +65,10 @@ class IdxSpec:
         urls = [u for u in override if u] or list(self.mirrors)
         return tuple(u if u.endswith("/") else u + "/" for u in urls)
 
+
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Bag", "Sneaker", "Ankle boot")
 
 IDX_SPECS: dict[str, IdxSpec] = {
     "mnist": IdxSpec(
@@ -91,118 +91,6 @@ IDX_SPECS: dict[str, IdxSpec] = {
         package_hint="apt-get install dataset-fashion-mnist",
     ),
 }
-
-
-# -- reading --------------------------------------------------------------------------------
-
-
-def gunzipped_cache_path(path: Path) -> Path:
-    """Where the decompressed bytes of gzip file ``path`` are kept, keyed by its location,
-    size and modification time (a changed file gets a new entry)."""
-    path = path.resolve()
-    key = fingerprint_files(Path(path.anchor), [path])
-    return resolve_cache_dir("idx") / f"{path.name.removesuffix('.gz')}-{key}"
-
-
-def _gunzip_cached(path: Path) -> bytes:
-    # Decompressing MNIST's training images takes 0.2 s, paid by every process that reads
-    # them and, before a sweep's first trial, by its driver; reading the bytes back: 0.02 s.
-    try:
-        cached: Path | None = gunzipped_cache_path(path)
-    except OSError:  # no usable cache folder: decompress every time
-        cached = None
-    if cached is not None and cached.is_file():
-        with contextlib.suppress(OSError):
-            return cached.read_bytes()
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    if cached is not None:
-        with contextlib.suppress(OSError):  # an unwritable cache only costs time
-            atomic_write(cached, lambda out: out.write(data))
-    return data
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        if head == b"\x1f\x8b":
-            return _gunzip_cached(path)
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except EOFError:
-        # gzip's way of saying the stream stops early: typically an interrupted download.
-        raise DataError(f"{path}: truncated gzip data (the file ends early)") from None
-    except (OSError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
-
-
-def read_idx(path: str | Path, kind: Literal["images", "labels"] | None = None) -> np.ndarray:
-    """Decode a uint8 IDX file (raw or gzip) into an array of the shape its header gives.
-
-    ``kind`` checks the magic number (0x00000803 images, 0x00000801 labels); ``None`` accepts
-    either. Any problem raises :class:`DataError` naming the file.
-    """
-    path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise DataError(f"{path}: truncated: {len(data)} bytes, too short for an IDX header")
-    magic = int.from_bytes(data[:4], "big")
-    if kind is not None and magic != _MAGIC[kind]:
-        raise DataError(
-            f"{path}: wrong IDX magic number 0x{magic:08X} (expected 0x{_MAGIC[kind]:08X} "
-            f"for {kind})"
-        )
-    if magic not in _MAGIC.values():
-        raise DataError(
-            f"{path}: wrong IDX magic number 0x{magic:08X} (expected 0x{IDX_IMAGES_MAGIC:08X} "
-            f"for images or 0x{IDX_LABELS_MAGIC:08X} for labels)"
-        )
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated: {len(data)} bytes, header needs {header}")
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims))
-    held = len(data) - header
-    if held != expected:
-        what = (
-            f"{dims[0]} images of {'x'.join(map(str, dims[1:]))}"
-            if ndim == 3
-            else f"{dims[0]} labels"
-        )
-        kind_name = "pixel" if ndim == 3 else "label"
-        problem = "truncated" if held < expected else "unexpected trailing data"
-        raise DataError(
-            f"{path}: {problem}: header says {what} but file holds {held} bytes of "
-            f"{kind_name} data (expected {expected})"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
-
-
-@functools.lru_cache(maxsize=8)
-def _read_idx_cached(path: str, kind: str, size: int, mtime_ns: int) -> np.ndarray:
-    # size and mtime are in the key so a rewritten file is read again.
-    return read_idx(path, kind)  # type: ignore[arg-type]
-
-
-def read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(N, H, W)`` and labels ``(N,)`` (uint8), checked to match; cached per process."""
-    arrays = []
-    for path, kind in ((images_path, "images"), (labels_path, "labels")):
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise DataError(f"{path}: file not found") from None
-        arrays.append(_read_idx_cached(str(path), kind, st.st_size, st.st_mtime_ns))
-    images, labels = arrays
-    if len(images) != len(labels):
-        raise DataError(
-            f"images/labels count mismatch: {len(images)} images in {images_path} but "
-            f"{len(labels)} labels in {labels_path}"
-        )
-    return images, labels
 
 
 # -- locating and downloading ---------------------------------------------------------------
@@ -376,14 +264,42 @@ def load_idx_images(name: str, data_dir: str | Path | None = None) -> np.ndarray
     return np.concatenate([raw.train_images, raw.test_images])
 
 
+class IdxConfig(DataConfig):
+    """An IDX dataset (its ``spec``) as (1, S, S) images in [0, 1].
+
+    The official training images are split into ``train_size - val_size`` train and
+    ``val_size`` validation images by a permutation seeded with ``split_seed``; the official
+    test images are the test split.
+    """
+
+    spec: ClassVar[IdxSpec]
+
+    augment: Augment = 0.0
+    val_size: int = 10_000
+    split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _some_training_images_left(self) -> IdxConfig:
+        check_val_size(self.val_size, self.spec.train_size)
+        return self
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (1, self.spec.image_size, self.spec.image_size)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.spec.class_names
+
+
 class IdxDataModule(TensorDataModule):
-    """MNIST or Fashion-MNIST (``cfg.name``) as (N, 1, 28, 28) uint8 pixels."""
+    """An IDX dataset (``cfg.spec``) as (N, 1, S, S) uint8 pixels."""
 
     cfg: IdxConfig
 
     @property
     def spec(self) -> IdxSpec:
-        return IDX_SPECS[self.cfg.name]
+        return self.cfg.spec
 
     def describe_source(self) -> str:
         return str(locate_idx_files(self.spec, self.data_dir, self.download)["train_images"].parent)
@@ -405,3 +321,16 @@ class IdxDataModule(TensorDataModule):
             pixel_tensor(raw.test_images),
             labels_to_tensor(raw.test_labels),
         )
+
+
+@register_dataset(IdxDataModule, download=functools.partial(download_idx_dataset, "mnist"))
+class MnistConfig(IdxConfig):
+    spec: ClassVar[IdxSpec] = IDX_SPECS["mnist"]
+    name: Literal["mnist"] = "mnist"
+
+
+@register_dataset(IdxDataModule,
+                  download=functools.partial(download_idx_dataset, "fashion_mnist"))
+class FashionMnistConfig(IdxConfig):
+    spec: ClassVar[IdxSpec] = IDX_SPECS["fashion_mnist"]
+    name: Literal["fashion_mnist"] = "fashion_mnist"

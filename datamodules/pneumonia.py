@@ -23,17 +23,19 @@ import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from .base import Splits, TensorDataModule, labels_to_tensor, pixel_tensor
 from .batches import model_inputs
-from .configs import PneumoniaConfig
+from .configs import Augment, BatchSize, DataConfig
 from .errors import DataError
 from .paths import DATA_DIR_ENV, atomic_write, fingerprint_files, resolve_cache_dir
+from .registry import register_dataset
 
 NPZ_NAME = "pneumoniamnist.npz"
 NPZ_KEYS = (
@@ -71,6 +73,32 @@ def _find_folder_root(data_dir: Path) -> Path | None:
             return root
     # A chest_xray folder without train/ is still the user's choice: report it, don't skip it.
     return candidates[0] if candidates[0].is_dir() else None
+
+
+class PneumoniaConfig(DataConfig):
+    """Pediatric chest X-rays, normal (0) vs pneumonia (1), as (1, S, S) images in [0, 1].
+
+    ``source``: ``"npz"`` is MedMNIST's ``pneumoniamnist.npz`` (28x28, its own train/val/test
+    split, ``val_fraction`` unused); ``"folder"`` is the Kaggle ``chest_xray/`` tree (validation
+    carved from train, stratified, ``val_fraction`` of it); ``"auto"`` takes the folder when
+    present, else the npz. Images are resized to ``image_size`` once, at load.
+    """
+
+    name: Literal["pneumonia"] = "pneumonia"
+    batch_size: BatchSize = 32
+    augment: Augment = 0.0
+    source: Literal["auto", "npz", "folder"] = "auto"
+    image_size: Annotated[int, Field(ge=8, le=1024)] = 128
+    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    split_seed: int = 0
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (1, self.image_size, self.image_size)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return ("normal", "pneumonia")
 
 
 def resolve_source(cfg: PneumoniaConfig, data_dir: Path) -> tuple[Source, Path]:
@@ -319,3 +347,9 @@ class PneumoniaDataModule(TensorDataModule):
             raise DataError(f"pneumonia: a class is missing from the training split {counts}")
         n = sum(counts)
         return (n / (2 * counts[0]), n / (2 * counts[1]))
+
+    def check_details(self) -> dict[str, str]:
+        return {"pos_weight": f"{self.pos_weight:.4f}"}
+
+
+register_dataset(PneumoniaDataModule)(PneumoniaConfig)

@@ -159,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(check)
     check.set_defaults(func=cmd_data_check)
     dl = data_sub.add_parser("download", help="download MNIST / Fashion-MNIST (needs internet)")
-    dl.add_argument("--dataset", default="all", choices=["mnist", "fashion_mnist", "all"],
-                    help="which to download (default: all)")
+    dl.add_argument("--dataset", default="all",
+                    help="which to download: a dataset with a download (mnist, fashion_mnist) "
+                    "or all (default)")
     dl.add_argument("--data-dir", default=None,
                     help="where to put them (default: $HPSEARCH_DATA_DIR, else ./data)")
     dl.set_defaults(func=cmd_data_download)

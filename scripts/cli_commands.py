@@ -25,13 +25,17 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_data_download(args: argparse.Namespace) -> int:
-    from hpsearch.datamodules.idx import IDX_SPECS, download_idx_dataset
+    from hpsearch.datamodules import DATASETS
 
     # Explicit only: training never downloads, so a missing dataset fails fast and offline runs
     # (and the tests) never touch the network.
-    for name in IDX_SPECS if args.dataset == "all" else [args.dataset]:
-        folder, fetched = download_idx_dataset(name, args.data_dir)
-        print(f"{IDX_SPECS[name].title}: {'downloaded into' if fetched else 'already in'} {folder}")
+    downloadable = [name for name, dataset in DATASETS.items() if dataset.download]
+    if args.dataset != "all" and args.dataset not in downloadable:
+        raise UserError(f"--dataset {args.dataset}: not a dataset hpsearch can download "
+                        f"(choose from: {', '.join(downloadable)}, all)")
+    for name in downloadable if args.dataset == "all" else [args.dataset]:
+        folder, fetched = DATASETS[name].download(args.data_dir)
+        print(f"{name}: {'downloaded into' if fetched else 'already in'} {folder}")
     return 0
 
 

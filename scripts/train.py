@@ -21,6 +21,7 @@ from hpsearch.datamodules import Splits, TensorDataModule, build_datamodule
 from hpsearch.datamodules.batches import BatchChunks
 from hpsearch.lightning_modules.classifier import ClassifierModule
 from hpsearch.scripts.progress import MiniBatchProgress
+from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.targets import UserData, UserModel
 from hpsearch.search_spaces.train_config import TrainConfig
 
@@ -257,7 +258,7 @@ def train(
     datamodule.setup("fit")
     if train_on == "train+val":
         if not builtin_data:
-            raise ValueError("--train-on train+val: needs a built-in dataset (a datamodule "
+            raise ConfigError("--train-on train+val: needs a built-in dataset (a datamodule "
                              "given by data.target has its own splits)")
         datamodule = _joined_train_val(datamodule, cfg.seed)
     elif train_on != "train":

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from hpsearch.datamodules import data_config_from_dict
-from hpsearch.datamodules.configs import DataConfig
+from hpsearch.datamodules.registry import data_config_union
 from hpsearch.lightning_modules.configs import (
     OptimConfig,
     model_config_from_dict,
@@ -39,8 +39,8 @@ def _builtin_or_target(value: Any) -> str:
 
 # A section names either a built-in dataset or family, or the user's own class by ``target``;
 # the "<...>" tags are left out of error key paths.
-AnyData = Annotated[Annotated[DataConfig, Tag("<builtin>")] | Annotated[UserData, Tag("<target>")],
-                    Discriminator(_builtin_or_target)]
+AnyData = Annotated[Annotated[data_config_union(), Tag("<builtin>")]
+                    | Annotated[UserData, Tag("<target>")], Discriminator(_builtin_or_target)]
 AnyModel = Annotated[Annotated[model_config_union(), Tag("<builtin>")]
                      | Annotated[UserModel, Tag("<target>")], Discriminator(_builtin_or_target)]
 

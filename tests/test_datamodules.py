@@ -31,20 +31,21 @@ from hpsearch.datamodules import (
     DataError,
     HogMnistConfig,
     HogMnistDataModule,
-    IdxConfig,
     IdxDataModule,
     PneumoniaConfig,
     PneumoniaDataModule,
     TensorBatches,
     build_datamodule,
     clear_cache,
+    data_config_from_dict,
+    default_config,
     hog_feature_size,
     hog_features,
     read_idx,
 )
 from hpsearch.datamodules.check import check_all
-from hpsearch.datamodules.configs import DIGIT_CLASSES, FASHION_CLASSES
-from hpsearch.datamodules.idx import IDX_SPECS, gunzipped_cache_path, load_idx_images
+from hpsearch.datamodules.idx import DIGIT_CLASSES, FASHION_CLASSES, IDX_SPECS, load_idx_images
+from hpsearch.datamodules.idx_files import gunzipped_cache_path
 from hpsearch.datamodules.paths import CACHE_DIR_ENV
 from hpsearch.scripts.cli import main as cli_main
 from PIL import Image
@@ -119,7 +120,8 @@ def source_index(x: torch.Tensor) -> np.ndarray:
 
 
 def mnist_dm(data_dir: Path, **cfg) -> IdxDataModule:
-    dm = IdxDataModule(IdxConfig(**{"val_size": VAL, **cfg}), data_dir=data_dir)
+    dm = IdxDataModule(data_config_from_dict({"name": "mnist", "val_size": VAL, **cfg}),
+                       data_dir=data_dir)
     dm.setup()
     return dm
 
@@ -828,8 +830,8 @@ def test_data_download_cut_short_keeps_no_partial_file_and_resumes(
     with idx_mirror(files) as url:
         monkeypatch.setenv(IDX_SPECS["mnist"].mirror_env, url)
         code, out, _ = download(data_dir, capsys)
-        assert code == 0 and out == f"MNIST: downloaded into {data_dir / 'mnist'}\n"
-        assert download(data_dir, capsys)[:2] == (0, f"MNIST: already in {data_dir / 'mnist'}\n")
+        assert code == 0 and out == f"mnist: downloaded into {data_dir / 'mnist'}\n"
+        assert download(data_dir, capsys)[:2] == (0, f"mnist: already in {data_dir / 'mnist'}\n")
     assert files_in(data_dir) == sorted(IDX_NAMES.values())
     images = load_idx_images("mnist", data_dir)
     np.testing.assert_array_equal(images[:N_TRAIN], arrays["train_images"])
@@ -930,7 +932,7 @@ def test_datamodule_loaders_shuffle_train_only(mnist_dir) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
 def test_real_idx_datasets(real_data_dir: Path, name: str) -> None:
-    dm = build_datamodule(IdxConfig(name=name), data_dir=real_data_dir)
+    dm = build_datamodule(default_config(name), data_dir=real_data_dir)
     dm.setup()
     assert dm.split_sizes() == {"train": 50_000, "val": 10_000, "test": 10_000}
     assert dm.train_x.shape == (50_000, 1, 28, 28) and dm.train_x.dtype == torch.uint8

@@ -177,7 +177,9 @@ def validation_scores(module: Any, datamodule: Any) -> tuple[np.ndarray, np.ndar
 def test_metrics(result: TrainResult) -> dict[str, Any]:
     module, test = result.module, result.test or {}
     if not isinstance(module, ClassifierModule):  # the user's own: what its test_step logged
-        return {k.removeprefix("test_"): v for k, v in test.items()}
+        # "acc" is read as "accuracy", the name the reports and compare show.
+        names = {k.removeprefix("test_"): v for k, v in test.items()}
+        return {("accuracy" if k == "acc" else k): v for k, v in names.items()}
     names = list(result.datamodule.class_names)
     out: dict[str, Any] = {"loss": test.get("test_loss")}
     if module.binary:
