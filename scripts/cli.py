@@ -287,18 +287,27 @@ def _one_line(exc: BaseException, with_type: bool = True) -> str:
     return first
 
 
+def _is_user_error(exc: BaseException) -> bool:
+    try:
+        return isinstance(exc, _user_errors())
+    except Exception:
+        # hpsearch's own packages fail to import: a dataset or family registered twice (its
+        # message names both modules), which the user of that code can fix.
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except _user_errors() as exc:
-        print(f"hpsearch: error: {_one_line(exc, with_type=False)}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("hpsearch: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug or an environment failure: still one line, unless asked
-        if os.environ.get("HPSEARCH_DEBUG"):
+    except Exception as exc:
+        if _is_user_error(exc):
+            print(f"hpsearch: error: {_one_line(exc, with_type=False)}", file=sys.stderr)
+            return EXIT_USAGE
+        if os.environ.get("HPSEARCH_DEBUG"):  # a bug or an environment failure
             raise
         print(f"hpsearch: error: {_one_line(exc)} (set HPSEARCH_DEBUG=1 for the traceback)",
               file=sys.stderr)

@@ -982,3 +982,17 @@ def test_cli_data_check_on_real_data(real_data_dir: Path) -> None:
     assert sum(row[1] == "10000" for row in test_rows) == 3
 
 
+
+
+def test_a_dataset_registered_twice_is_refused_naming_both_modules() -> None:
+    from typing import Literal
+
+    from hpsearch.datamodules import DATASETS, IdxConfig, register_dataset
+
+    class Mnist2(IdxConfig):
+        name: Literal["mnist"] = "mnist"
+
+    with pytest.raises(ValueError, match=rf"dataset 'mnist' is registered twice \(by {__name__} "
+                                         r"and hpsearch.datamodules.idx\)"):
+        register_dataset(IdxDataModule)(Mnist2)
+    assert DATASETS["mnist"].config.__module__ == "hpsearch.datamodules.idx"

@@ -562,3 +562,15 @@ def test_the_progress_bar_counts_mini_batches_and_epochs_from_one(
     train(cfg, datamodule=synthetic_mnist(), accelerator="cpu", progress_bar=True)
     out = capsys.readouterr().out
     assert re.search(r"Epoch 2/2 .* 3/3 .*val_acc 0\.\d{4}", out), out
+
+
+def test_a_family_registered_twice_is_refused_naming_it():
+    from hpsearch.lightning_modules.registry import FAMILIES, register_family
+
+    with pytest.raises(ValueError, match=r"model family 'cnn' is registered twice \(in "
+                                         rf"{__name__} and before\)"):
+        register_family("cnn", CNNConfig)(lambda cfg, shape, outputs: torch.nn.Identity())
+    with pytest.raises(ValueError, match="model family 'binary_cnn' is registered twice"):
+        register_family("cnn2", CNNConfig, aliases=("binary_cnn",))(
+            lambda cfg, shape, outputs: torch.nn.Identity())
+    assert list(FAMILIES) == ["cnn", "mlp", "resnet"]
