@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 DATA_DIR_ENV = "HPSEARCH_DATA_DIR"
 CACHE_DIR_ENV = "HPSEARCH_CACHE_DIR"
@@ -68,6 +69,15 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` so readers see the old file or the new one, never half of one."""
+    atomic_write(path, lambda out: out.write(text.encode()))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def fingerprint_bytes(chunks: Iterable[bytes | memoryview]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from hpsearch.scripts.leaderboard import objectives, read_leaderboard, read_meta
+from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import SearchSpace, load_yaml_mapping, parse_space
 
@@ -38,13 +38,13 @@ class SweepResult:
     @property
     def leaderboard(self) -> pd.DataFrame:
         """The leaderboard, best first (``leaderboard.csv``)."""
-        return read_leaderboard(self.folder)
+        return ExperimentFolder(self.folder).read_leaderboard()
 
     @property
     def best(self) -> Best | None:
         """The top row's trial, or None before any trial reported the objective."""
         board = self.leaderboard
-        metric = objectives(read_meta(self.folder))[0]["metric"]
+        metric = ExperimentFolder(self.folder).read_meta().objective.metric
         rows = board[board[metric].notna()] if metric in board else board.iloc[0:0]
         if rows.empty:
             return None
@@ -129,7 +129,7 @@ def sweep(space: str | Path | Mapping[str, Any] | SearchSpace, **options: Any) -
 def load(folder: str | Path) -> SweepResult:
     """The result of the sweep in ``folder``, finished or running."""
     folder = Path(folder)
-    read_meta(folder)  # a clear error for a folder that holds no sweep
+    ExperimentFolder(folder).read_meta()  # a clear error for a folder that holds no sweep
     return SweepResult(folder)
 
 

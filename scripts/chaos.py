@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hpsearch.scripts.leaderboard import FINISHED_STATUSES, LEADERBOARD, atomic_write_json
+from hpsearch.datamodules.paths import atomic_write_json
+from hpsearch.scripts.experiment_folder import ExperimentFolder
+from hpsearch.scripts.leaderboard import FINISHED_STATUSES
 
 SPACE = {
     "experiment": "chaos",
@@ -68,7 +70,7 @@ class SweepTally:
 def _read_board(exp_dir: Path) -> dict[str, dict[str, str]]:
     import csv
 
-    path = exp_dir / LEADERBOARD
+    path = ExperimentFolder(exp_dir).leaderboard
     if not path.is_file():
         return {}
     with path.open(newline="") as src:
@@ -173,7 +175,7 @@ def chaos_sweep(space_file: Path, results: Path, name: str, kills_left: int,
     seen: dict[str, tuple[str, ...]] = {}
     while True:
         # Killed before Ray's folder appeared, the sweep is started anew rather than resumed.
-        proc = _start(space_file, results, name, resume=(exp_dir / "ray").is_dir())
+        proc = _start(space_file, results, name, resume=ExperimentFolder(exp_dir).ray_dir.is_dir())
         tally.runs += 1
         while kills_left > 0 and _wait_for_moment(proc, exp_dir, rng):
             seen.update({k: v for k, v in _finished(_read_board(exp_dir)).items()

@@ -179,13 +179,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from hpsearch.scripts.leaderboard import (
-        PARETO_PLOT,
-        objectives,
-        read_leaderboard,
-        read_meta,
-        summary_columns,
-    )
+    from hpsearch.scripts.experiment_folder import ExperimentFolder
+    from hpsearch.scripts.leaderboard import summary_columns
 
     exp_dir = Path(args.experiment)
     if not exp_dir.is_dir():
@@ -194,17 +189,18 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         from hpsearch.scripts.tune.callback import rebuild_leaderboard  # imports Ray
 
         print(f"Rebuilt {rebuild_leaderboard(exp_dir)}")
-    frame = read_leaderboard(exp_dir)
-    meta = read_meta(exp_dir)
+    folder = ExperimentFolder(exp_dir)
+    frame = folder.read_leaderboard()
+    meta = folder.read_meta()
     cols = summary_columns(frame, meta)
-    _print_table(f"{meta['experiment']}: top {min(args.top, len(frame))} of {len(frame)}",
+    _print_table(f"{meta.experiment}: top {min(args.top, len(frame))} of {len(frame)}",
                  frame.head(args.top), cols)
-    if len(objectives(meta)) > 1 and "pareto_rank" in frame.columns:
+    if len(meta.objectives) > 1 and "pareto_rank" in frame.columns:
         front = frame[frame["pareto_rank"] == 0]
-        names = " vs ".join(f"{o['metric']} ({o['mode']})" for o in objectives(meta))
+        names = " vs ".join(f"{o.metric} ({o.mode})" for o in meta.objectives)
         _print_table(f"Pareto front: {len(front)} trial(s), {names}", front, cols)
-        if (exp_dir / PARETO_PLOT).is_file():
-            print(f"Plot: {exp_dir / PARETO_PLOT}")
+        if folder.pareto_plot.is_file():
+            print(f"Plot: {folder.pareto_plot}")
     return 0
 
 
@@ -268,13 +264,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     except ImportError:
         raise UserError("hpsearch dashboard needs optuna-dashboard: pip install -e "
                         "'.[dashboard]'") from None
-    from hpsearch.scripts.study import journal_path, load_study, open_journal
+    from hpsearch.scripts.experiment_folder import ExperimentFolder
+    from hpsearch.scripts.study import load_study, open_journal
 
     exp_dir = Path(args.experiment)
     study = load_study(exp_dir)  # a folder without a study is one line, before serving
     print(f"Serving study {study.study_name} of {exp_dir} at http://{args.host}:{args.port}/ "
           "(Ctrl-C stops it)", flush=True)
-    optuna_dashboard.run_server(open_journal(str(journal_path(exp_dir))), host=args.host,
+    journal = ExperimentFolder(exp_dir).optuna_journal
+    optuna_dashboard.run_server(open_journal(str(journal)), host=args.host,
                                 port=args.port)
     return 0
 

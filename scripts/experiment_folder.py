@@ -1,24 +1,134 @@
-"""The experiment folder as a unit: its name, the lock a sweep holds on it, and the free
-space it needs."""
+"""The experiment folder as a unit: its files (:class:`ExperimentFolder`), its name, the lock
+a sweep holds on it, and the free space it needs."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import re
 import shutil
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.datamodules.paths import atomic_write_json
+from hpsearch.scripts.sweep_record import SweepMeta
+from hpsearch.scripts.uris import join_uri
+from hpsearch.search_spaces.errors import ConfigError, config_error
+from pydantic import ValidationError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+# What an experiment folder (results/NAME) holds.
+LEADERBOARD = "leaderboard.csv"
+SWEEP_META = "sweep.json"
+RAY_DIR = "ray"  # Ray's experiment, unless the sweep has --storage
+# A copy of Tune's experiment state as last saved in full, beside Ray's folder (one machine).
+STATE_BACKUP = "ray-state-backup"
+OPTUNA_JOURNAL = "optuna.log"
+BEST_DIR = "best"  # hpsearch retrain's report
+PARETO_PLOT = "pareto_front.png"  # a multi-objective sweep's, see scripts.reports.pareto_front
 LOCK_FILE = ".hpsearch.lock"
 # Room for the checkpoints of the trials running, Tune's state saves and the leaderboard:
 # a sweep stops cleanly below it, instead of leaving files cut short by a full disk.
 MIN_FREE_BYTES = 64 * 2**20
+
+# Read back as text: a trial id such as "1e088275" would otherwise become the float 1e88275.
+TEXT_COLUMNS = {"trial_id": str, "node_id": str, "node": str, "error": str, "checkpoint": str}
+
+
+@dataclass(frozen=True)
+class ExperimentFolder:
+    """An experiment folder and the files a sweep, its reports and its re-train keep there."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def leaderboard(self) -> Path:
+        return self.root / LEADERBOARD
+
+    @property
+    def meta_file(self) -> Path:
+        return self.root / SWEEP_META
+
+    @property
+    def ray_dir(self) -> Path:
+        return self.root / RAY_DIR
+
+    @property
+    def state_backup(self) -> Path:
+        return self.root / STATE_BACKUP
+
+    @property
+    def optuna_journal(self) -> Path:
+        return self.root / OPTUNA_JOURNAL
+
+    @property
+    def best_dir(self) -> Path:
+        return self.root / BEST_DIR
+
+    @property
+    def pareto_plot(self) -> Path:
+        return self.root / PARETO_PLOT
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK_FILE
+
+    def read_meta(self) -> SweepMeta:
+        """The sweep's record; a missing, unreadable or malformed one is a one-line error."""
+        path = self.meta_file
+        if not path.is_file():
+            raise ConfigError(f"{self.root}: not an hpsearch experiment folder (no {SWEEP_META})")
+        try:
+            raw = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: not an hpsearch sweep record (a JSON object)")
+        try:
+            return SweepMeta.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(
+                f"{path}: not an hpsearch sweep record ({config_error(exc, data=raw)})") from None
+
+    def write_meta(self, meta: SweepMeta) -> None:
+        """Write the sweep's record whole (readers see the old one or the new one)."""
+        atomic_write_json(self.meta_file, meta.to_json())
+
+    def read_leaderboard(self) -> pd.DataFrame:
+        import pandas as pd
+
+        if not self.root.is_dir():
+            raise ConfigError(f"{self.root}: no such results folder")
+        if not self.leaderboard.is_file():
+            raise ConfigError(f"{self.root}: no {LEADERBOARD} (run a sweep, or --rebuild it)")
+        try:
+            return pd.read_csv(self.leaderboard, dtype=TEXT_COLUMNS)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise ConfigError(f"{self.leaderboard}: unreadable leaderboard ({exc})") from None
+
+    def ray_storage_path(self, meta: SweepMeta | None = None) -> str:
+        """The folder Ray's experiment is kept in: this one, or ``STORAGE/NAME`` for a sweep
+        run with ``--storage`` (a shared path or a URI such as ``s3://…``, whose query, if
+        any, stays at the end)."""
+        if meta is not None and meta.storage:
+            return join_uri(meta.storage, meta.experiment)
+        return str(self.root.resolve())  # absolute: Ray reads a relative path as a URI
+
+    def ray_experiment_path(self, meta: SweepMeta | None = None) -> str:
+        """Where Ray keeps the experiment: :meth:`ray_storage_path` plus ``ray``."""
+        return join_uri(self.ray_storage_path(meta), RAY_DIR)
+
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -66,7 +176,7 @@ def experiment_lock(exp_dir: Path) -> Iterator[None]:
     refused with one line naming the holder. The lock is the OS's (``flock``, which Linux
     maps to NFS locks on NFS), so it dies with its process; the file says who holds it."""
     exp_dir.mkdir(parents=True, exist_ok=True)
-    path = exp_dir / LOCK_FILE
+    path = ExperimentFolder(exp_dir).lock_file
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         _acquire(fd, exp_dir, path)
@@ -86,7 +196,7 @@ def experiment_lock(exp_dir: Path) -> Iterator[None]:
 def lock_holder(exp_dir: Path) -> str | None:
     """Who holds the experiment folder (``host=... pid=...``) while a sweep runs in it, or
     None when no process does."""
-    path = exp_dir / LOCK_FILE
+    path = ExperimentFolder(exp_dir).lock_file
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -108,7 +218,8 @@ def processes_using(exp_dir: Path) -> list[int]:
     aside): what may still write there, whoever holds the folder."""
     import psutil
 
-    root, lock, pids = Path(exp_dir).resolve(), str(Path(exp_dir).resolve() / LOCK_FILE), []
+    root, pids = Path(exp_dir).resolve(), []
+    lock = str(ExperimentFolder(root).lock_file)
     for proc in psutil.process_iter():
         try:
             paths = [f.path for f in proc.open_files()]

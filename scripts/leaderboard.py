@@ -11,25 +11,21 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from hpsearch.datamodules.paths import atomic_write
+from hpsearch.datamodules.paths import atomic_write_text
 from hpsearch.scripts.compute import hours
+from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.pareto import pareto_ranks
-from hpsearch.scripts.uris import join_uri
+from hpsearch.scripts.sweep_record import SweepMeta
 from hpsearch.search_spaces.errors import ConfigError
-from hpsearch.search_spaces.schema import SearchSpace
+from hpsearch.search_spaces.schema import Objective, SearchSpace
 from hpsearch.search_spaces.trials import sampled_params, trial_config
 
-LEADERBOARD = "leaderboard.csv"
-SWEEP_META = "sweep.json"
-RAY_DIR = "ray"
-
-# Read back as text: a trial id such as "1e088275" would otherwise become the float 1e88275.
-TEXT_COLUMNS = {"trial_id": str, "node_id": str, "node": str, "error": str, "checkpoint": str}
+if TYPE_CHECKING:
+    import pandas as pd
 
 STATUS_COMPLETED = "completed"
 STATUS_EARLY_STOPPED = "early-stopped"
@@ -43,28 +39,6 @@ FINISHED_STATUSES = (STATUS_COMPLETED, STATUS_EARLY_STOPPED, STATUS_ERRORED)
 # What a trial reports when it fails in a way a retry would repeat (a NaN loss, an
 # architecture that does not fit its data): the error, instead of raising it to Tune.
 FAILED_KEY = "failed"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` so readers see the old file or the new one, never half of one."""
-    atomic_write(path, lambda out: out.write(text.encode()))
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
-def read_meta(exp_dir: Path) -> dict[str, Any]:
-    meta_path = exp_dir / SWEEP_META
-    if not meta_path.is_file():
-        raise ConfigError(f"{exp_dir}: not an hpsearch experiment folder (no {SWEEP_META})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{meta_path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise ConfigError(f"{meta_path}: not an hpsearch sweep record (a JSON object)")
-    return meta
 
 
 def error_summary(text: str | None) -> str:
@@ -116,7 +90,7 @@ def _unreported_config(trial: Any, space: SearchSpace | None) -> tuple[dict[str,
 
 def trial_row(
     trial: Any,
-    meta: Mapping[str, Any],
+    meta: SweepMeta,
     space: SearchSpace | None = None,
     ray_status: str | None = None,
 ) -> dict[str, Any]:
@@ -125,17 +99,17 @@ def trial_row(
     ``ray_status`` overrides the trial's own status: Tune calls the completion callbacks
     before it marks the trial terminated."""
     result = dict(trial.last_result or {})
-    metric = meta["objective"]["metric"]
-    status = trial_status(trial, int(meta["max_epochs"]), ray_status)
+    metric = meta.objective.metric
+    status = trial_status(trial, meta.max_epochs, ray_status)
     row: dict[str, Any] = {"rank": None}
-    if len(objectives(meta)) > 1:
+    if len(meta.objectives) > 1:
         row["pareto_rank"] = None  # filled by rank_rows
     row |= {"trial_id": trial.trial_id, "status": status}
     params = result.get("params") or {}
     config_json = result.get("config_json", "")
     if not params:
         params, config_json = _unreported_config(trial, space)
-    for name in meta["params"]:
+    for name in meta.params:
         row[name] = param_value(params.get(name))
     row[metric] = result.get("best_value", math.nan)
     row["best_epoch"] = result.get("best_epoch")
@@ -150,7 +124,7 @@ def trial_row(
     row["node"] = result.get("node")
     row["node_id"] = result.get("node_id")
     row["device"] = result.get("device")
-    row["seed"] = result.get("seed", meta.get("seed"))
+    row["seed"] = result.get("seed", meta.seed)
     error = ""
     if status == STATUS_ERRORED:
         error = result.get(FAILED_KEY) or error_summary(
@@ -161,7 +135,7 @@ def trial_row(
     row["checkpoint"] = checkpoint.path if checkpoint is not None else result.get(
         "checkpoint_path", "")
     row["config"] = config_json
-    row["code_version"] = meta.get("code_version", "")
+    row["code_version"] = meta.code_version
     return row
 
 
@@ -172,28 +146,23 @@ def _number(value: Any) -> float:
         return math.nan
 
 
-def objectives(meta: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The sweep's objectives (``{metric, mode}`` each), first the one logged every epoch.
-    Each is a leaderboard column of that name."""
-    return list(meta.get("objectives") or [meta["objective"]])
-
-
-def _set_pareto_ranks(rows: list[dict[str, Any]], objs: list[dict[str, str]]) -> None:
+def _set_pareto_ranks(rows: list[dict[str, Any]], objs: Sequence[Objective]) -> None:
     """``pareto_rank`` of the trials that ran all their epochs with a value for every
     objective (0 = on the front); the others get none."""
-    metrics = [o["metric"] for o in objs]
+    metrics = [o.metric for o in objs]
     scored = [row for row in rows if row.get("status") == STATUS_COMPLETED
               and all(math.isfinite(_number(row.get(m))) for m in metrics)]
     points = [[_number(row[m]) for m in metrics] for row in scored]
-    for row, rank in zip(scored, pareto_ranks(points, [o["mode"] for o in objs]), strict=True):
+    for row, rank in zip(scored, pareto_ranks(points, [o.mode for o in objs]), strict=True):
         row["pareto_rank"] = rank
 
 
-def rank_rows(rows: Iterable[dict[str, Any]], objs: list[dict[str, str]]) -> list[dict[str, Any]]:
+def rank_rows(rows: Iterable[dict[str, Any]], objs: Sequence[Objective]) -> list[dict[str, Any]]:
     """Sort best first and number the ranks from 1: by the first objective (rows without a
-    value last, ties in their order); with several objectives, by Pareto rank first."""
+    value last, ties in their order); with several objectives, by Pareto rank first.
+    ``objs``: the sweep's objectives (:attr:`SweepMeta.objectives`), each a column."""
     rows = list(rows)
-    metric, mode = objs[0]["metric"], objs[0]["mode"]
+    metric, mode = objs[0].metric, objs[0].mode
     if len(objs) > 1:
         _set_pareto_ranks(rows, objs)
 
@@ -227,21 +196,21 @@ def leaderboard_csv(rows: list[dict[str, Any]]) -> str:
 
 def leaderboard_rows(
     trials: Iterable[Any],
-    meta: Mapping[str, Any],
+    meta: SweepMeta,
     space: SearchSpace | None = None,
     ray_status: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The leaderboard's rows of ``trials``, ranked best first."""
     ray_status = ray_status or {}
     return rank_rows(
-        (trial_row(t, meta, space, ray_status.get(t.trial_id)) for t in trials), objectives(meta)
+        (trial_row(t, meta, space, ray_status.get(t.trial_id)) for t in trials), meta.objectives
     )
 
 
 def write_leaderboard(
     exp_dir: Path,
     trials: Iterable[Any],
-    meta: Mapping[str, Any],
+    meta: SweepMeta,
     space: SearchSpace | None = None,
     ray_status: Mapping[str, str] | None = None,
 ) -> Path:
@@ -250,7 +219,7 @@ def write_leaderboard(
     rows = leaderboard_rows(trials, meta, space, ray_status)
     for row in rows:
         row["checkpoint"] = relative_to_folder(row["checkpoint"], exp_dir)
-    path = exp_dir / LEADERBOARD
+    path = ExperimentFolder(exp_dir).leaderboard
     atomic_write_text(path, leaderboard_csv(rows))
     return path
 
@@ -266,7 +235,7 @@ def relative_to_folder(path: str, exp_dir: Path) -> str:
 def mark_interrupted(exp_dir: Path, trial_ids: Iterable[str]) -> None:
     """Label these trials, running when the sweep was stopped, ``interrupted`` on the
     leaderboard (Tune stops them as if they had ended early)."""
-    path = exp_dir / LEADERBOARD
+    path = ExperimentFolder(exp_dir).leaderboard
     stopped = set(trial_ids)
     with path.open(newline="") as src:
         rows = list(csv.DictReader(src))
@@ -276,38 +245,9 @@ def mark_interrupted(exp_dir: Path, trial_ids: Iterable[str]) -> None:
     atomic_write_text(path, leaderboard_csv(rows))
 
 
-PARETO_PLOT = "pareto_front.png"  # a multi-objective sweep's, see scripts.reports.pareto_front
-
-
-def ray_storage_path(exp_dir: Path, meta: Mapping[str, Any]) -> str:
-    """The folder Ray's experiment is kept in: ``results/NAME``, or ``STORAGE/NAME`` for a
-    sweep run with ``--storage`` (a shared path or a URI such as ``s3://…``, whose query, if
-    any, stays at the end)."""
-    storage = meta.get("storage")
-    # Absolute: Ray reads a relative path as a URI with no scheme.
-    return join_uri(storage, meta["experiment"]) if storage else str(Path(exp_dir).resolve())
-
-
-def ray_experiment_path(exp_dir: Path, meta: Mapping[str, Any]) -> str:
-    """Where Ray keeps the experiment: :func:`ray_storage_path` plus ``ray``."""
-    return join_uri(ray_storage_path(exp_dir, meta), RAY_DIR)
-
-
-def read_leaderboard(exp_dir: Path) -> pd.DataFrame:
-    path = Path(exp_dir) / LEADERBOARD
-    if not Path(exp_dir).is_dir():
-        raise ConfigError(f"{exp_dir}: no such results folder")
-    if not path.is_file():
-        raise ConfigError(f"{exp_dir}: no {LEADERBOARD} (run a sweep, or --rebuild it)")
-    try:
-        return pd.read_csv(path, dtype=TEXT_COLUMNS)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ConfigError(f"{path}: unreadable leaderboard ({exc})") from None
-
-
-def summary_columns(frame: pd.DataFrame, meta: Mapping[str, Any]) -> list[str]:
-    metrics = [o["metric"] for o in objectives(meta)]
-    cols = ["rank", "pareto_rank", "trial_id", "status", *meta["params"], *metrics,
+def summary_columns(frame: pd.DataFrame, meta: SweepMeta) -> list[str]:
+    metrics = [o.metric for o in meta.objectives]
+    cols = ["rank", "pareto_rank", "trial_id", "status", *meta.params, *metrics,
             "best_epoch", "epochs_run", "param_count", "train_time_s", "train_cpu_h"]
     cols = list(dict.fromkeys(cols))  # param_count or train_time_s may be an objective
     return [c for c in cols if c in frame.columns]

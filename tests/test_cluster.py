@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from hpsearch.scripts.leaderboard import LEADERBOARD
+from hpsearch.scripts.experiment_folder import LEADERBOARD
 from hpsearch.scripts.tune.callback import load_trials, rebuild_leaderboard
 from s3_server import free_port as _free_port
 from sweep_process import REPO, SWEEP_TIMEOUT_S, Sweep

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import multiprocessing
 import os
 import shlex
@@ -16,23 +17,26 @@ import pytest
 from hpsearch.datamodules.errors import DataError
 from hpsearch.datamodules.paths import atomic_write, make_temp_dir
 from hpsearch.scripts.cli import _one_line, build_parser
-from hpsearch.scripts.experiment_folder import LOCK_FILE, check_name, experiment_lock
-from hpsearch.scripts.leaderboard import (
+from hpsearch.scripts.experiment_folder import (
     LEADERBOARD,
-    STATUS_INTERRUPTED,
-    mark_interrupted,
-    read_meta,
-    relative_to_folder,
+    LOCK_FILE,
+    ExperimentFolder,
+    check_name,
+    experiment_lock,
 )
+from hpsearch.scripts.leaderboard import STATUS_INTERRUPTED, mark_interrupted, relative_to_folder
 from hpsearch.scripts.provenance import code_version
 from hpsearch.scripts.reports.format import short_headers
+from hpsearch.scripts.sweep_record import SweepMeta
 from hpsearch.scripts.train import MetricNotLoggedError
 from hpsearch.scripts.tune.cluster import placement_problem
-from hpsearch.scripts.tune.options import SweepOptions, resume_command, sweep_flags
+from hpsearch.scripts.tune.options import SweepOptions, resume_command, sweep_flags, sweep_meta
 from hpsearch.scripts.tune.trainable import failure_report, repeatable
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import parse_space
+from pydantic import ValidationError
 
+REPO = Path(__file__).resolve().parents[1]
 SPACE = {
     "experiment": "unit",
     "data": {"name": "mnist", "batch_size": 100},
@@ -168,19 +172,19 @@ def test_the_time_budget_overrides_the_file_s_and_a_resume_may_change_it():
 
 
 def test_a_storage_uri_keeps_its_query_at_the_end_of_every_derived_path():
-    from hpsearch.scripts.leaderboard import ray_experiment_path, ray_storage_path
     from hpsearch.scripts.uris import join_uri
 
     uri = "s3://bucket/sweeps?endpoint_override=127.0.0.1:9000&scheme=http"
-    meta = {"storage": uri, "experiment": "exp"}
-    assert ray_storage_path(Path("r/exp"), meta) == (
+    meta = SweepMeta(experiment="exp", storage=uri, objective={}, max_epochs=1, num_samples=1)
+    folder = ExperimentFolder(Path("r/exp"))
+    assert folder.ray_storage_path(meta) == (
         "s3://bucket/sweeps/exp?endpoint_override=127.0.0.1:9000&scheme=http")
-    assert ray_experiment_path(Path("r/exp"), meta) == (
+    assert folder.ray_experiment_path(meta) == (
         "s3://bucket/sweeps/exp/ray?endpoint_override=127.0.0.1:9000&scheme=http")
     assert join_uri("s3://bucket?region=x", "a", "b") == "s3://bucket/a/b?region=x"
     assert join_uri("/mnt/shared/", "exp") == "/mnt/shared/exp"
-    local = ray_experiment_path(Path("r/exp"), {"experiment": "exp"})
-    assert local == str(Path("r/exp").resolve() / "ray")
+    local = folder.ray_experiment_path(meta.model_copy(update={"storage": None}))
+    assert local == str(Path("r/exp").resolve() / "ray") == folder.ray_experiment_path()
 
 
 def test_a_negative_max_failures_is_refused_by_the_command_line(capsys):
@@ -210,12 +214,44 @@ def test_a_remote_traceback_is_reported_by_its_last_line():
 
 
 def test_a_corrupt_sweep_record_is_one_line_naming_the_file(tmp_path: Path):
+    folder = ExperimentFolder(tmp_path)
+    with pytest.raises(ConfigError, match="not an hpsearch experiment folder .no sweep.json"):
+        folder.read_meta()
     (tmp_path / "sweep.json").write_text('{"experiment": ')
     with pytest.raises(ConfigError, match=rf"{tmp_path}/sweep.json: not valid JSON"):
-        read_meta(tmp_path)
+        folder.read_meta()
     (tmp_path / "sweep.json").write_text("[1]")
     with pytest.raises(ConfigError, match="sweep.json: not an hpsearch sweep record"):
-        read_meta(tmp_path)
+        folder.read_meta()
+    (tmp_path / "sweep.json").write_text('{"experiment": "x", "max_epochs": "many"}')
+    with pytest.raises(ConfigError, match=r"sweep.json: not an hpsearch sweep record \(") as exc:
+        folder.read_meta()
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("path", sorted(REPO.glob("results/*/sweep.json")),
+                         ids=lambda p: p.parent.name)
+def test_every_committed_sweep_record_loads_and_is_written_back_unchanged(path: Path):
+    raw = json.loads(path.read_text())
+    meta = ExperimentFolder(path.parent).read_meta()
+    assert meta.to_json() == raw and list(meta.to_json()) == list(raw)  # keys in their order
+    assert meta.objectives[0] == meta.objective and meta.max_epochs >= 1
+
+
+def test_a_sweep_record_changes_by_copies_and_keeps_its_keys(tmp_path: Path):
+    space = parse_space(SPACE, "unit.yaml")
+    meta = sweep_meta(space, SPACE, SweepOptions(num_samples=3), "unit")
+    assert meta.objectives == (meta.objective,) and meta.overrides == {"num_samples": 3}
+    with pytest.raises(ValidationError):
+        meta.wall_time_s = 1.0  # frozen
+    folder = ExperimentFolder(tmp_path)
+    folder.write_meta(meta.started(100.0))
+    ran = folder.read_meta().after_run(30.0, {"sweep_cpu_h": 0.5})
+    assert (ran.run_started_at, ran.wall_time_s, ran.compute) == (100.0, 30.0, {"sweep_cpu_h": 0.5})
+    assert ran.after_run(12.0, {}).wall_time_s == 42.0 and meta.wall_time_s == 0.0
+    folder.write_meta(ran)
+    committed = json.loads(next(REPO.glob("results/*/sweep.json")).read_text())
+    assert list(json.loads(folder.meta_file.read_text())) == list(committed)
 
 
 def test_checkpoints_inside_the_folder_are_stored_relative_to_it(tmp_path: Path):

@@ -18,7 +18,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from hpsearch.scripts.leaderboard import LEADERBOARD
+from hpsearch.scripts.experiment_folder import LEADERBOARD
 from hpsearch.scripts.study import load_study
 from optuna.trial import TrialState
 from sweep_process import (

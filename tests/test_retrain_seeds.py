@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from hpsearch.scripts.cli import main
 from hpsearch.scripts.compute import runs_compute
+from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.reports.compare import compare
 from hpsearch.scripts.reports.retrain import (
     RetrainOptions,
@@ -22,6 +23,7 @@ from hpsearch.scripts.reports.retrain import (
     summarize_seeds,
 )
 from hpsearch.scripts.reports.retrain_report import _report_md, format_test_results
+from hpsearch.scripts.sweep_record import SweepMeta
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.train_config import TrainConfig
 
@@ -85,10 +87,10 @@ def _experiment(root: Path, name: str = "exp", dataset: str = "mnist",
     one-trial leaderboard.csv."""
     exp = root / name
     exp.mkdir(parents=True)
-    meta = {"experiment": name, "dataset": dataset, "family": family,
-            "objective": {"metric": "val_acc", "mode": "max"},
-            "params": ["model.dropout", "optimizer.lr"], "wall_time_s": 12.5}
-    (exp / "sweep.json").write_text(json.dumps(meta))
+    ExperimentFolder(exp).write_meta(SweepMeta(
+        experiment=name, dataset=dataset, family=family,
+        objective={"metric": "val_acc", "mode": "max"}, max_epochs=10, num_samples=1,
+        params=["model.dropout", "optimizer.lr"], wall_time_s=12.5))
     pd.DataFrame([{
         "rank": 1, "trial_id": "abc123", "status": "completed", "model.dropout": 0.1,
         "optimizer.lr": 0.001, "val_acc": 0.98, "best_epoch": 7, "epochs_run": 10,
@@ -252,8 +254,8 @@ def test_compare_judges_the_mean_against_the_lab_and_the_aim_and_adds_up_compute
         tmp_path: Path):
     def exp_with(name: str, accs: list[float], **meta_extra: Any) -> Path:
         exp = _experiment(tmp_path, name)
-        meta = json.loads((exp / "sweep.json").read_text()) | meta_extra
-        (exp / "sweep.json").write_text(json.dumps(meta))
+        folder = ExperimentFolder(exp)
+        folder.write_meta(folder.read_meta().model_copy(update=meta_extra))
         per_seed = [{"seed": s, "test": {"accuracy": a, "macro_f1": a}, "train_cpu_s": 360.0,
                      "train_gpu_s": 0.0, "train_time_s": 200.0} for s, a in enumerate(accs)]
         _write_metrics(exp, {"test": per_seed[0]["test"], "seeds": list(range(len(accs))),

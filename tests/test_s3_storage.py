@@ -17,7 +17,7 @@ import pyarrow.fs
 import pytest
 import yaml
 from hpsearch.lightning_modules.classifier import ClassifierModule
-from hpsearch.scripts.leaderboard import LEADERBOARD
+from hpsearch.scripts.experiment_folder import LEADERBOARD
 from sweep_process import REPO, Sweep
 
 pytestmark = pytest.mark.slow

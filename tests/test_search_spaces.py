@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from hpsearch.scripts.leaderboard import atomic_write_json
+from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.tune.cluster import environ_defaults
 from hpsearch.scripts.tune.durability import back_up_state, repair_state
 from hpsearch.scripts.tune.options import SweepOptions, apply_overrides, space_from_meta, sweep_meta
@@ -228,8 +228,8 @@ def test_stored_sweep_metadata_gives_back_the_same_space(path: Path, tmp_path: P
     raw = yaml.safe_load(path.read_text())
     opts = SweepOptions(num_samples=3, max_epochs=2)
     space = apply_overrides(parse_space(raw, str(path)), opts)
-    atomic_write_json(tmp_path / "sweep.json", sweep_meta(space, raw, opts, "x"))
-    restored = space_from_meta(json.loads((tmp_path / "sweep.json").read_text()))
+    ExperimentFolder(tmp_path).write_meta(sweep_meta(space, raw, opts, "x"))
+    restored = space_from_meta(ExperimentFolder(tmp_path).read_meta())
     assert restored == space
 
 

@@ -16,7 +16,7 @@ from hpsearch.scripts.study import open_journal
 from hpsearch.scripts.tune.schedulers import decision_epochs, make_scheduler
 from hpsearch.scripts.tune.searcher import OptunaSearcher, make_sampler, objective_values
 from hpsearch.search_spaces.errors import ConfigError
-from hpsearch.search_spaces.schema import parse_space
+from hpsearch.search_spaces.schema import Objective, parse_space
 from hpsearch.search_spaces.trials import sampled_params
 from optuna.trial import TrialState
 
@@ -244,7 +244,7 @@ def test_pareto_ranks_peel_fronts_off_in_turn():
 
 
 def test_leaderboard_ranks_by_pareto_rank_then_the_first_objective():
-    objs = [{"metric": "val_acc", "mode": "max"}, {"metric": "param_count", "mode": "min"}]
+    objs = [Objective(metric="val_acc", mode="max"), Objective(metric="param_count", mode="min")]
     rows = [
         {"trial_id": "big", "status": "completed", "val_acc": 0.99, "param_count": 1000},
         {"trial_id": "dominated", "status": "completed", "val_acc": 0.97, "param_count": 500},

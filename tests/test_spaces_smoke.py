@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from hpsearch.scripts.leaderboard import read_leaderboard
+from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.tune.driver import SweepOptions, run_sweep
 from hpsearch.search_spaces.schema import builtin_spaces, parse_space
 
@@ -36,7 +36,7 @@ def test_shipped_space_runs_two_trials(
     space = parse_space(raw, str(path))
     outcome = run_sweep(space, raw, SweepOptions(
         results_dir=tmp_path, data_dir=str(real_subsets_dir), quiet=True))
-    board = read_leaderboard(outcome.exp_dir)
+    board = ExperimentFolder(outcome.exp_dir).read_leaderboard()
     metric = space.objective.metric
     assert len(board) == 2 and set(board.status) == {"completed"}, board.to_string()
     assert board[metric].notna().all() and (board["epochs_run"] == 1).all()

@@ -4,15 +4,13 @@ an experiment folder."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import socket
 import time
 from pathlib import Path
 
 import pandas as pd
-from hpsearch.scripts.experiment_folder import experiment_lock, lock_holder
-from hpsearch.scripts.leaderboard import LEADERBOARD, SWEEP_META
+from hpsearch.scripts.experiment_folder import ExperimentFolder, experiment_lock, lock_holder
 from hpsearch.scripts.reports.status import (
     TimeLeft,
     best_line,
@@ -22,10 +20,11 @@ from hpsearch.scripts.reports.status import (
     sweep_state,
     time_left,
 )
+from hpsearch.scripts.sweep_record import SweepMeta
 from rich.console import Console
 
-META = {"objective": {"metric": "val_acc", "mode": "max"}, "num_samples": 6, "max_epochs": 4,
-        "params": ["optimizer.lr", "optimizer.name", "optimizer.momentum"]}
+META = SweepMeta(experiment="exp", objective={"metric": "val_acc", "mode": "max"}, num_samples=6,
+                 max_epochs=4, params=["optimizer.lr", "optimizer.name", "optimizer.momentum"])
 
 
 def _board() -> pd.DataFrame:
@@ -75,9 +74,10 @@ def test_before_any_trial_the_state_says_so():
 def _folder(tmp_path: Path, started_ago_s: float) -> Path:
     exp = tmp_path / "exp"
     exp.mkdir()
-    meta = {**META, "wall_time_s": 100.0, "run_started_at": time.time() - started_ago_s}
-    (exp / SWEEP_META).write_text(json.dumps(meta))
-    _board().to_csv(exp / LEADERBOARD, index=False)
+    folder = ExperimentFolder(exp)
+    folder.write_meta(META.model_copy(update={"wall_time_s": 100.0}).started(
+        time.time() - started_ago_s))
+    _board().to_csv(folder.leaderboard, index=False)
     return exp
 
 
@@ -108,8 +108,8 @@ def _running(epochs: list[int], statuses: list[str]) -> pd.DataFrame:
 def test_a_long_trial_just_started_is_counted_whole():
     """The case that read 'about 0:50 left' with 81 s to go: 19 trials finished quickly,
     the last one, of up to 15 epochs, just started."""
-    meta = {**META, "num_samples": 20, "max_epochs": 15,
-            "space": {"budget": {"grace_period": 3, "reduction_factor": 2}}}
+    meta = META.model_copy(update={"num_samples": 20, "max_epochs": 15, "space": {
+        "budget": {"grace_period": 3, "reduction_factor": 2}}})
     board = _running([3] * 19 + [0], ["early-stopped"] * 19 + ["running"])
     left = time_left(board, meta, elapsed_s=57.0)  # 57 epochs in 57 s, on one slot now
     assert left == TimeLeft(3.0, 15.0)
@@ -117,7 +117,7 @@ def test_a_long_trial_just_started_is_counted_whole():
 
 
 def test_without_early_stopping_the_estimate_is_a_point():
-    meta = {**META, "scheduler": {"name": "none"}}
+    meta = META.model_copy(update={"scheduler": {"name": "none"}})
     left = time_left(_running([4, 2], ["completed", "running"]), meta, elapsed_s=60.0)
     # 6 epochs in 60 s on one slot; 2 left for the running trial, 4 x 4 for the others.
     assert left == TimeLeft(180.0, 180.0)
@@ -125,7 +125,7 @@ def test_without_early_stopping_the_estimate_is_a_point():
 
 
 def test_a_time_budget_bounds_the_estimate():
-    meta = {**META, "wall_time_s": 100.0, "overrides": {"time_budget": 150.0}}
+    meta = META.model_copy(update={"wall_time_s": 100.0, "overrides": {"time_budget": 150.0}})
     left = time_left(_running([4, 2], ["completed", "running"]), meta, elapsed_s=160.0)
     # This run has had 60 s of its 150: at most 90 s, whatever the trials would take.
     assert left is not None and left.high_s == 90.0 and left.capped
@@ -133,7 +133,8 @@ def test_a_time_budget_bounds_the_estimate():
 
 
 def test_total_epochs_bounds_the_epochs_left():
-    meta = {**META, "scheduler": {"name": "none"}, "space": {"budget": {"total_epochs": 8}}}
+    meta = META.model_copy(update={"scheduler": {"name": "none"},
+                                   "space": {"budget": {"total_epochs": 8}}})
     left = time_left(_running([4, 2], ["completed", "running"]), meta, elapsed_s=60.0)
     assert left == TimeLeft(20.0, 20.0)  # 2 epochs of the 8 remain, at 10 s each
 

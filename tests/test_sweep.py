@@ -24,7 +24,7 @@ import yaml
 from hpsearch.datamodules.paths import current_umask
 from hpsearch.lightning_modules.classifier import ClassifierModule
 from hpsearch.scripts.cli import main as cli_main
-from hpsearch.scripts.leaderboard import LEADERBOARD
+from hpsearch.scripts.experiment_folder import LEADERBOARD
 from hpsearch.scripts.reports.compare import ACCURACY_PLOT, accuracy_panel, compare
 from hpsearch.scripts.reports.retrain import REPRODUCE_TOLERANCE, RetrainOptions, retrain
 from hpsearch.scripts.study import load_study

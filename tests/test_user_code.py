@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from hpsearch.scripts.cli import main as cli_main
-from hpsearch.scripts.leaderboard import LEADERBOARD
+from hpsearch.scripts.experiment_folder import LEADERBOARD
 from hpsearch.scripts.reports.retrain import REPRODUCE_TOLERANCE
 from hpsearch.scripts.study import load_study
 from hpsearch.scripts.train import EpochHistory, MetricNotLoggedError, train

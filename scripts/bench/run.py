@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from hpsearch.datamodules.paths import atomic_write_text
 from hpsearch.scripts.bench.figures import FULL, QUICK, Figure, format_csv, format_table
 from hpsearch.scripts.bench.gpu import bench_gpu
 from hpsearch.scripts.bench.hog_speed import bench_hog
@@ -45,7 +46,6 @@ from hpsearch.scripts.bench.sweep_speed import (
     wait_for_idle_workers,
 )
 from hpsearch.scripts.bench.train_speed import bench_training, training_figure
-from hpsearch.scripts.leaderboard import atomic_write_text
 
 # The parts' names and figures, importable from here as before the split (the tests do).
 __all__ = [

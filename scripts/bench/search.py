@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.search_spaces.schema import load_yaml_mapping
 
 # The default space: the HOG MLP's epochs are short; frozen apart from the experiment's
@@ -143,7 +144,7 @@ def _command(method: Method, space_file: Path, work: Path, data_dir: str | None)
 def sweep_events(exp_dir: Path) -> list[dict[str, Any]]:
     """Every epoch reported by the sweep's trials (Ray's ``result.json`` files)."""
     events = []
-    for path in (exp_dir / "ray").glob("*/result.json"):
+    for path in ExperimentFolder(exp_dir).ray_dir.glob("*/result.json"):
         events += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return events
 
@@ -172,7 +173,7 @@ def run_method(mode: SearchMode, method: Method, seed: int, data_dir: str | None
         else:
             events = sweep_events(work / "sweep")
             statuses = [row["status"] for row in csv.DictReader(
-                (work / "sweep" / "leaderboard.csv").open())]
+                ExperimentFolder(work / "sweep").leaderboard.open())]
             trials, stopped = len(statuses), statuses.count("early-stopped")
     events.sort(key=lambda e: e["reported_at"])
     timeline = tuple((e["reported_at"] - started, float(e["val_acc"])) for e in events
@@ -365,7 +366,7 @@ def bench_search(data_dir: str | None, quick: bool, out: Path, figure: Any,
                  space: Path = SPACE_FILE) -> list[Any]:
     """Run every method for every seed of the mode; write the anytime curves (CSV, PNG)
     beside ``out`` and return the figures."""
-    from hpsearch.scripts.leaderboard import atomic_write_text
+    from hpsearch.datamodules.paths import atomic_write_text
 
     mode = QUICK if quick else FULL
     warm_hog_cache(bench_space(mode, METHODS[0], 0, space), data_dir)

@@ -8,21 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from hpsearch.datamodules.paths import atomic_write_text
 from hpsearch.lightning_modules.registry import canonical_family
 from hpsearch.scripts.compute import COMPUTE_KEY
+from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.leaderboard import (
-    LEADERBOARD,
     STATUS_COMPLETED,
     STATUS_EARLY_STOPPED,
     STATUS_ERRORED,
-    SWEEP_META,
-    atomic_write_text,
-    read_leaderboard,
-    read_meta,
 )
 from hpsearch.scripts.reports import plots
-from hpsearch.scripts.reports.retrain import BEST_DIR
 from hpsearch.scripts.reports.retrain_report import f1_name, format_mean_std
+from hpsearch.scripts.sweep_record import SweepMeta
 from hpsearch.search_spaces.errors import ConfigError
 
 # The students' best hand-tuned test results (../shared/lab-reports), by (dataset, family).
@@ -58,10 +55,10 @@ AIMS: dict[tuple[str, str], dict[str, float]] = {
 ACCURACY_PLOT = "accuracy_vs_params.png"
 
 
-def by_experiment(table: dict[tuple[str, str], Any], meta: dict[str, Any], empty: Any) -> Any:
+def by_experiment(table: dict[tuple[str, str], Any], meta: SweepMeta, empty: Any) -> Any:
     """``table``'s entry for the sweep's dataset and family; for another family on a lab's
     dataset (a ResNet on MNIST), the entry of the lab's best model on that dataset."""
-    dataset, family = meta.get("dataset"), canonical_family(meta.get("family"))
+    dataset, family = meta.dataset, canonical_family(meta.family)
     if (dataset, family) in table:
         return table[(dataset, family)]
     labs = [f for d, f in LAB_BEST if d == dataset]
@@ -104,18 +101,19 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def experiment_row(exp_dir: Path) -> dict[str, Any]:
-    meta = read_meta(exp_dir)
-    board = read_leaderboard(exp_dir)
-    metric = meta["objective"]["metric"]
+    folder = ExperimentFolder(exp_dir)
+    meta = folder.read_meta()
+    board = folder.read_leaderboard()
+    metric = meta.objective.metric
     counts = board["status"].value_counts().to_dict()
     best = board.iloc[0]
-    params = "; ".join(f"{p.split('.', 1)[1]}={_fmt(best[p], 4)}" for p in meta["params"]
+    params = "; ".join(f"{p.split('.', 1)[1]}={_fmt(best[p], 4)}" for p in meta.params
                        if p in best and not pd.isna(best[p]))
     lab = by_experiment(LAB_BEST, meta, {})
     row: dict[str, Any] = {
-        "experiment": meta["experiment"],
-        "dataset": meta.get("dataset"),
-        "family": meta.get("family"),
+        "experiment": meta.experiment,
+        "dataset": meta.dataset,
+        "family": meta.family,
         "best_trial": best["trial_id"],
         "hyperparameters": params,
         "objective": metric,
@@ -137,16 +135,16 @@ def experiment_row(exp_dir: Path) -> dict[str, Any]:
         "completed": int(counts.get(STATUS_COMPLETED, 0)),
         "early_stopped": int(counts.get(STATUS_EARLY_STOPPED, 0)),
         "errored": int(counts.get(STATUS_ERRORED, 0)),
-        "sweep_wall_s": float(meta.get("wall_time_s", 0.0)),
+        "sweep_wall_s": meta.wall_time_s,
         "published": "; ".join(f"{who} {acc:.4g}" for who, acc in
                                by_experiment(PUBLISHED, meta, ())),
     }
-    metrics_file = exp_dir / BEST_DIR / "metrics.json"
+    metrics_file = folder.best_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
     if metrics is not None:
         row |= retrain_columns(metrics)
     row |= verdict_columns(row, by_experiment(AIMS, meta, {}))
-    row |= compute_columns(meta.get(COMPUTE_KEY), (metrics or {}).get(COMPUTE_KEY))
+    row |= compute_columns(meta.compute, (metrics or {}).get(COMPUTE_KEY))
     return row
 
 
@@ -219,7 +217,7 @@ def _number_or_none(value: Any) -> float | None:
 
 
 def accuracy_panel(exp_dir: Path, row: pd.Series) -> plots.AccuracyPanel:
-    board = read_leaderboard(exp_dir)
+    board = ExperimentFolder(exp_dir).read_leaderboard()
     metric = row["objective"]
     scored = board[board["param_count"].notna() & board[metric].notna()] if (
         "param_count" in board.columns) else board.iloc[:0]
@@ -241,8 +239,8 @@ def compare(results_dir: Path) -> str:
     under ``results_dir``; return the table."""
     if not results_dir.is_dir():
         raise ConfigError(f"{results_dir}: no such results folder")
-    exp_dirs = sorted(p.parent for p in results_dir.glob(f"*/{SWEEP_META}")
-                      if (p.parent / LEADERBOARD).is_file())
+    folders = (ExperimentFolder(p) for p in results_dir.iterdir() if p.is_dir())
+    exp_dirs = sorted(f.root for f in folders if f.meta_file.is_file() and f.leaderboard.is_file())
     if not exp_dirs:
         raise ConfigError(f"{results_dir}: no experiment with a leaderboard found")
     frame = pd.DataFrame([experiment_row(d) for d in exp_dirs])

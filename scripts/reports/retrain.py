@@ -21,11 +21,8 @@ from hpsearch.lightning_modules.metrics import (
     metrics_from_confusion,
 )
 from hpsearch.scripts.compute import COMPUTE_KEY, runs_compute
-from hpsearch.scripts.leaderboard import (
-    STATUS_ERRORED,
-    read_leaderboard,
-    read_meta,
-)
+from hpsearch.scripts.experiment_folder import ExperimentFolder
+from hpsearch.scripts.leaderboard import STATUS_ERRORED
 from hpsearch.scripts.provenance import code_version
 from hpsearch.scripts.reports.retrain_report import most_confused, write_report
 from hpsearch.scripts.train import EpochHistory, TrainResult, train
@@ -33,7 +30,6 @@ from hpsearch.search_spaces.errors import ConfigError, replaced
 from hpsearch.search_spaces.schema import load_yaml_mapping
 from hpsearch.search_spaces.train_config import TrainConfig
 
-BEST_DIR = "best"
 # Re-training a trial with its seed on the same machine repeats its computation; across
 # thread counts float sums may round differently, so we promise agreement within this.
 REPRODUCE_TOLERANCE = 0.005
@@ -90,14 +86,15 @@ def _config_from_file(path: str) -> TrainConfig:
 
 def resolve_run(exp_dir: Path, opts: RetrainOptions) -> tuple[TrainConfig, int, dict[str, Any]]:
     """The config to train, how many epochs to run, and where it came from."""
-    meta = read_meta(exp_dir)
-    metric = meta["objective"]["metric"]
+    folder = ExperimentFolder(exp_dir)
+    meta = folder.read_meta()
+    metric = meta.objective.metric
     if opts.config:
         cfg = _config_from_file(opts.config)
         source: dict[str, Any] = {"config_file": opts.config}
         epochs = opts.epochs or cfg.max_epochs
     else:
-        row = pick_trial(read_leaderboard(exp_dir), opts)
+        row = pick_trial(folder.read_leaderboard(), opts)
         cfg = TrainConfig.from_dict(json.loads(row["config"]))
         epochs = opts.epochs or int(row["best_epoch"])
         source = {
@@ -110,7 +107,8 @@ def resolve_run(exp_dir: Path, opts: RetrainOptions) -> tuple[TrainConfig, int, 
         }
     if opts.seed is not None:
         cfg = replaced(cfg, seed=opts.seed)
-    return cfg, epochs, {**source, "experiment": meta["experiment"], "objective": meta["objective"]}
+    return cfg, epochs, {**source, "experiment": meta.experiment,
+                         "objective": meta.objective.model_dump(mode="json")}
 
 
 def retrain_seeds(cfg: TrainConfig, opts: RetrainOptions) -> list[int]:
@@ -244,12 +242,12 @@ def train_seeds(cfg: TrainConfig, seeds: Sequence[int], epochs: int, objective: 
 
 def _swap_in(exp_dir: Path, result: TrainResult, info: dict[str, Any]) -> Path:
     """Build the report beside the old one and swap it in whole: never half a report."""
-    tmp = make_temp_dir(exp_dir, f".{BEST_DIR}-")
+    final = ExperimentFolder(exp_dir).best_dir
+    tmp = make_temp_dir(exp_dir, f".{final.name}-")
     try:
         write_report(tmp, result, info)
-        final = exp_dir / BEST_DIR
         if final.exists():
-            old = exp_dir / f".{BEST_DIR}-old"
+            old = exp_dir / f".{final.name}-old"
             shutil.rmtree(old, ignore_errors=True)
             final.rename(old)
             shutil.rmtree(old, ignore_errors=True)

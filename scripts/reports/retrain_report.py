@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from hpsearch.datamodules.paths import atomic_write_json
 from hpsearch.lightning_modules.classifier import ClassifierModule
 from hpsearch.lightning_modules.summary import parameter_table
-from hpsearch.scripts.leaderboard import atomic_write_json
 from hpsearch.scripts.reports import plots
 from hpsearch.scripts.reports.format import format_parameter_table, render_table
 from hpsearch.scripts.train import TrainResult

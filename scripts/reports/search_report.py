@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hpsearch.scripts.leaderboard import atomic_write_text, objectives, read_meta
+from hpsearch.datamodules.paths import atomic_write_text
+from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.provenance import code_version
 from hpsearch.scripts.reports import plots
 from hpsearch.scripts.study import load_study
@@ -105,15 +106,15 @@ def focus_range(curves: list[list[float]]) -> Focus | None:
 
 def write_search_report(exp_dir: Path) -> Path:
     """``results/<exp>/search.md`` and its PNGs in ``search/``; returns the report's path."""
-    meta = read_meta(exp_dir)
+    meta = ExperimentFolder(exp_dir).read_meta()
     study = load_study(exp_dir)
     told = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     if not any(t.state == TrialState.COMPLETE for t in told):
         raise ConfigError(f"{exp_dir}: no trial has completed yet, nothing to draw")
-    metric = objectives(meta)[0]["metric"]
+    metric = meta.objective.metric
     out = exp_dir / SEARCH_PLOTS
     out.mkdir(exist_ok=True)
-    lines = [f"# Search: {meta['experiment']}", "",
+    lines = [f"# Search: {meta.experiment}", "",
              f"{len(told)} trials told to Optuna ({sum(t.state == TrialState.PRUNED for t in told)}"
              f" stopped early) of study `{study.study_name}`; objective {metric}. "
              f"Drawn by `hpsearch report` (code `{code_version()}`) with "

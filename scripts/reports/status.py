@@ -6,23 +6,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from hpsearch.scripts.experiment_folder import lock_holder, processes_using
+from hpsearch.scripts.experiment_folder import ExperimentFolder, lock_holder, processes_using
 from hpsearch.scripts.leaderboard import (
     FINISHED_STATUSES,
-    LEADERBOARD,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
-    objectives,
-    read_leaderboard,
-    read_meta,
 )
 from hpsearch.scripts.reports.format import params_text
+from hpsearch.scripts.sweep_record import SweepMeta
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -64,34 +60,31 @@ def _value(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def sweep_state(board: pd.DataFrame, meta: Mapping[str, Any], elapsed_s: float) -> SweepState:
+def sweep_state(board: pd.DataFrame, meta: SweepMeta, elapsed_s: float) -> SweepState:
     """The state the table shows, from leaderboard rows (best first) and ``sweep.json``."""
-    metric = objectives(meta)[0]["metric"]
+    metric = meta.objective.metric
     counts = {str(k): int(v) for k, v in board["status"].value_counts().items()} if len(
         board) else {}
     running = [(str(r.trial_id), int(r.epochs_run), _value(getattr(r, metric, None)))
                for r in board.itertuples() if r.status == STATUS_RUNNING]
     scored = board[board[metric].notna()] if metric in board.columns else board.iloc[:0]
     best = scored.iloc[0].to_dict() if len(scored) else None
-    num_samples = int(meta["num_samples"])
-    return SweepState(counts, running, best, num_samples, int(meta["max_epochs"]), metric,
-                      list(meta.get("params", [])), elapsed_s,
-                      time_left(board, meta, elapsed_s))
+    return SweepState(counts, running, best, meta.num_samples, meta.max_epochs, metric,
+                      list(meta.params), elapsed_s, time_left(board, meta, elapsed_s))
 
 
-def _budget(meta: Mapping[str, Any]) -> dict[str, Any]:
+def _budget(meta: SweepMeta) -> dict[str, Any]:
     """The sweep's budget: its file's, with the command line's overrides."""
-    budget = dict((meta.get("space") or {}).get("budget") or {})
-    overrides = meta.get("overrides") or {}
-    if "time_budget" in overrides:
-        budget["time_budget_s"] = overrides["time_budget"]
+    budget = dict(meta.space.get("budget") or {})
+    if "time_budget" in meta.overrides:
+        budget["time_budget_s"] = meta.overrides["time_budget"]
     return budget
 
 
-def _rungs(meta: Mapping[str, Any], max_epochs: int) -> list[int]:
+def _rungs(meta: SweepMeta, max_epochs: int) -> list[int]:
     """The epochs at which the scheduler may stop a trial ([] where it never does, or at
     any epoch)."""
-    scheduler = (meta.get("scheduler") or {}).get("name", "asha")
+    scheduler = meta.scheduler.get("name", "asha")
     if scheduler == "none":
         return []
     budget = _budget(meta)
@@ -104,7 +97,7 @@ def _rungs(meta: Mapping[str, Any], max_epochs: int) -> list[int]:
     return rungs
 
 
-def time_left(board: pd.DataFrame, meta: Mapping[str, Any], elapsed_s: float) -> TimeLeft | None:
+def time_left(board: pd.DataFrame, meta: SweepMeta, elapsed_s: float) -> TimeLeft | None:
     """The time the sweep has left, from the epochs its running and unstarted trials can
     still train (at most ``max_epochs`` each; at least up to the scheduler's next rung) at
     the pace its trials have trained so far. None before any epoch was trained."""
@@ -112,7 +105,7 @@ def time_left(board: pd.DataFrame, meta: Mapping[str, Any], elapsed_s: float) ->
     done = int(sum(epochs_run))
     if done == 0 or elapsed_s <= 0:
         return None
-    max_epochs, num_samples = int(meta["max_epochs"]), int(meta["num_samples"])
+    max_epochs, num_samples = meta.max_epochs, meta.num_samples
     rungs = _rungs(meta, max_epochs)
     running = [int(e) for e, s in zip(epochs_run, board["status"], strict=True)
                if s == STATUS_RUNNING]
@@ -131,7 +124,7 @@ def time_left(board: pd.DataFrame, meta: Mapping[str, Any], elapsed_s: float) ->
     low_s = max(sum(low) / slots, max(low, default=0)) * epoch_s
     limit = budget.get("time_budget_s")
     if limit:  # a limit of each run: earlier runs of a resumed sweep do not count
-        run_elapsed_s = elapsed_s - float(meta.get("wall_time_s", 0.0))
+        run_elapsed_s = elapsed_s - meta.wall_time_s
         remaining = max(0.0, float(limit) - run_elapsed_s)
         if remaining < high_s:
             return TimeLeft(min(low_s, remaining), remaining, capped=True)
@@ -181,7 +174,7 @@ class LiveStatus:
     """A renderable for ``rich.live.Live``: the table of the latest leaderboard rows, its
     clock ticking between rewrites."""
 
-    def __init__(self, meta: Mapping[str, Any], started: float, board: pd.DataFrame,
+    def __init__(self, meta: SweepMeta, started: float, board: pd.DataFrame,
                  clock: Any) -> None:
         self.meta = meta
         self.started = started  # on ``clock``, minus the time of earlier runs of the sweep
@@ -198,13 +191,14 @@ class LiveStatus:
 def folder_state(exp_dir: Path) -> tuple[SweepState, str | None]:
     """The state of the sweep in ``exp_dir`` from the files it writes, and who runs it
     (``host=... pid=...``; None when no sweep holds the folder now)."""
-    board = (read_leaderboard(exp_dir) if (exp_dir / LEADERBOARD).is_file()
+    folder = ExperimentFolder(exp_dir)
+    board = (folder.read_leaderboard() if folder.leaderboard.is_file()
              else pd.DataFrame({"status": []}))
-    meta = read_meta(exp_dir)
+    meta = folder.read_meta()
     holder = lock_holder(exp_dir)
-    elapsed = float(meta.get("wall_time_s", 0.0))
+    elapsed = meta.wall_time_s
     if holder is not None:
-        elapsed += max(0.0, time.time() - float(meta.get("run_started_at", time.time())))
+        elapsed += max(0.0, time.time() - (meta.run_started_at or time.time()))
     else:  # rows still "running" were stopped with their sweep (a kill leaves them so)
         board["status"] = board["status"].replace(STATUS_RUNNING, STATUS_INTERRUPTED)
     return sweep_state(board, meta, elapsed), holder

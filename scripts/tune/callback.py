@@ -7,17 +7,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hpsearch.scripts.experiment_folder import RAY_DIR, ExperimentFolder
 from hpsearch.scripts.leaderboard import (
-    RAY_DIR,
     STATUS_ERRORED,
-    SWEEP_META,
     error_summary,
-    ray_experiment_path,
-    read_meta,
     trial_status,
     write_leaderboard,
 )
 from hpsearch.scripts.reports.pareto_front import write_pareto_plot
+from hpsearch.scripts.sweep_record import SweepMeta
 from hpsearch.scripts.tune.options import space_from_meta
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import SearchSpace
@@ -40,10 +38,10 @@ class LeaderboardCallback(tune.Callback):
     and brings it back on ``--resume``."""
 
     def __init__(
-        self, exp_dir: Path, meta: Mapping[str, Any], space: SearchSpace, say: bool = True
+        self, exp_dir: Path, meta: SweepMeta, space: SearchSpace, say: bool = True
     ) -> None:
         self.exp_dir = exp_dir
-        self.meta = dict(meta)
+        self.meta = meta
         self.space = space
         self.say = say  # print a line per finished trial
         self._last_write = 0.0
@@ -64,8 +62,8 @@ class LeaderboardCallback(tune.Callback):
         if not self.say:
             return
         result = trial.last_result or {}
-        status = trial_status(trial, int(self.meta["max_epochs"]), ray_status)
-        metric = self.meta["objective"]["metric"]
+        status = trial_status(trial, self.meta.max_epochs, ray_status)
+        metric = self.meta.objective.metric
         value = result.get("best_value")
         shown = f"best {metric}={value:.4f}" if isinstance(value, float) else "no result"
         line = f"  trial {trial.trial_id} {status}: {shown} after {result.get('epoch', 0)} epoch(s)"
@@ -108,15 +106,16 @@ class LeaderboardCallback(tune.Callback):
 
 def load_trials(exp_dir: Path) -> list[Any]:
     """The Tune trials of an experiment folder, read from Ray's saved experiment state."""
-    meta = read_meta(exp_dir) if (exp_dir / SWEEP_META).is_file() else {}
-    ray_dir = ray_experiment_path(exp_dir, meta)
-    if not meta.get("storage") and not Path(ray_dir).is_dir():
+    folder = ExperimentFolder(exp_dir)
+    meta = folder.read_meta() if folder.meta_file.is_file() else None
+    ray_dir = folder.ray_experiment_path(meta)
+    if not (meta is not None and meta.storage) and not Path(ray_dir).is_dir():
         raise ConfigError(f"{exp_dir}: no Ray experiment folder ({RAY_DIR}/) to rebuild from")
     return list(ExperimentAnalysis(ray_dir).trials)
 
 
 def rebuild_leaderboard(exp_dir: Path) -> Path:
-    meta = read_meta(exp_dir)
+    meta = ExperimentFolder(exp_dir).read_meta()
     path = write_leaderboard(exp_dir, load_trials(exp_dir), meta, space_from_meta(meta))
     write_pareto_plot(exp_dir, meta)
     return path

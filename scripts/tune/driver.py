@@ -13,24 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.datamodules.paths import resolve_data_dir
-from hpsearch.scripts.compute import COMPUTE_KEY, sweep_compute
-from hpsearch.scripts.experiment_folder import check_name, disk_space_problem, experiment_lock
+from hpsearch.scripts.compute import sweep_compute
+from hpsearch.scripts.experiment_folder import (
+    RAY_DIR,
+    ExperimentFolder,
+    check_name,
+    disk_space_problem,
+    experiment_lock,
+)
 from hpsearch.scripts.leaderboard import (
     FINISHED_STATUSES,
-    LEADERBOARD,
-    RAY_DIR,
     STATUS_PENDING,
     STATUS_RUNNING,
-    SWEEP_META,
-    atomic_write_json,
     error_summary,
     mark_interrupted,
-    ray_experiment_path,
-    ray_storage_path,
-    read_leaderboard,
-    read_meta,
 )
-from hpsearch.scripts.study import journal_path
+from hpsearch.scripts.sweep_record import SweepMeta
 from hpsearch.scripts.tune.callback import LeaderboardCallback, TellStoppedTrials
 from hpsearch.scripts.tune.cluster import (
     check_placement,
@@ -50,12 +48,7 @@ from hpsearch.scripts.tune.data import (
 from hpsearch.scripts.tune.ddp import DDP_DRIVER_MEMORY, run_ddp_trial
 from hpsearch.scripts.tune.disk_guard import DiskGuard
 from hpsearch.scripts.tune.driver_watch import DriverIdentity
-from hpsearch.scripts.tune.durability import (
-    STATE_BACKUP,
-    repair_state,
-    state_backup_dir,
-    tune_settings,
-)
+from hpsearch.scripts.tune.durability import repair_state, state_backup_dir, tune_settings
 from hpsearch.scripts.tune.internals import (
     FolderSearchGenerator,
     has_saved_state,
@@ -110,7 +103,7 @@ def _trainable(
     return tune.with_resources(trainable, resources)
 
 
-def _search_alg(space: SearchSpace, exp_dir: Path, meta: Mapping[str, Any],
+def _search_alg(space: SearchSpace, exp_dir: Path, meta: SweepMeta,
                 max_concurrent: int | None, resume: bool,
                 experiment: tune.Experiment) -> FolderSearchGenerator:
     """The searcher, built afresh on every run (new or resumed) from the folder where it is
@@ -119,7 +112,8 @@ def _search_alg(space: SearchSpace, exp_dir: Path, meta: Mapping[str, Any],
     from hpsearch.scripts.tune.searcher import OptunaSearcher
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created ..."
-    searcher = OptunaSearcher(space, str(journal_path(exp_dir)), meta["study_name"], resume)
+    searcher = OptunaSearcher(space, str(ExperimentFolder(exp_dir).optuna_journal),
+                              meta.study_name, resume)
     if max_concurrent:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
     return FolderSearchGenerator(searcher, experiment)
@@ -133,15 +127,16 @@ def experiment_dir(space: SearchSpace, opts: SweepOptions) -> Path:
     return (opts.results_dir / name).resolve()
 
 
-def stored_sweep(exp_dir: Path, opts: SweepOptions) -> dict[str, Any]:
-    """The metadata of the sweep ``--resume`` continues, with the options given now applied
+def stored_sweep(exp_dir: Path, opts: SweepOptions) -> SweepMeta:
+    """The record of the sweep ``--resume`` continues, with the options given now applied
     (a raised ``--num-samples`` extends it) or refused in one line."""
-    meta = read_meta(exp_dir) if (exp_dir / SWEEP_META).is_file() else None
+    folder = ExperimentFolder(exp_dir)
+    meta = folder.read_meta() if folder.meta_file.is_file() else None
     # With --storage, Ray's experiment folder is there rather than under exp_dir.
-    if meta is None or not (meta.get("storage") or (exp_dir / RAY_DIR).is_dir()):
+    if meta is None or not (meta.storage or folder.ray_dir.is_dir()):
         raise ConfigError(f"{exp_dir}: nothing to resume (no earlier sweep of this name)")
     ran = space_from_meta(meta)
-    stored = {**meta["overrides"]}
+    stored = {**meta.overrides}
     for name, part in OVERRIDES.items():
         given, was = getattr(opts, name), _option_value(ran, name, part)
         if given is None or given == was:
@@ -153,12 +148,11 @@ def stored_sweep(exp_dir: Path, opts: SweepOptions) -> dict[str, Any]:
             f"--{name.replace('_', '-')} {given}: a resumed sweep keeps what it ran with "
             f"({name} {was}); only --num-samples can be raised (or start a new sweep with "
             "--name NEW)")
-    if opts.storage is not None and storage_uri(opts.storage) != meta.get("storage"):
+    if opts.storage is not None and storage_uri(opts.storage) != meta.storage:
         raise ConfigError(f"--storage {opts.storage}: the sweep keeps its storage "
-                          f"({meta.get('storage') or 'under the results folder'})")
-    meta = {**meta, "overrides": stored}
-    meta["num_samples"] = space_from_meta(meta).budget.num_samples
-    return meta
+                          f"({meta.storage or 'under the results folder'})")
+    meta = meta.model_copy(update={"overrides": stored})
+    return meta.model_copy(update={"num_samples": space_from_meta(meta).budget.num_samples})
 
 
 def _option_value(space: SearchSpace, name: str, part: str) -> Any:
@@ -168,15 +162,16 @@ def _option_value(space: SearchSpace, name: str, part: str) -> Any:
 
 def prepare_experiment(
     space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, exp_dir: Path
-) -> dict:
-    """Check the folder holds no other sweep and write the new sweep's metadata."""
-    if (exp_dir / RAY_DIR).exists() or (exp_dir / LEADERBOARD).exists():
+) -> SweepMeta:
+    """Check the folder holds no other sweep and write the new sweep's record."""
+    folder = ExperimentFolder(exp_dir)
+    if folder.ray_dir.exists() or folder.leaderboard.exists():
         raise ConfigError(
             f"{exp_dir} already holds a sweep: add --resume to continue it, "
             "or --name NEW for a new one"
         )
     meta = sweep_meta(space, raw, opts, exp_dir.name)
-    atomic_write_json(exp_dir / SWEEP_META, meta)
+    folder.write_meta(meta)
     return meta
 
 
@@ -188,7 +183,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     trackers = parse_trackers(opts.logger)
     exp_dir = experiment_dir(space, opts)
     meta = stored_sweep(exp_dir, opts) if opts.resume else None
-    space = space_from_meta(meta) if meta else apply_overrides(space, opts)
+    space = space_from_meta(meta) if meta is not None else apply_overrides(space, opts)
     check_placement(space)
     if not opts.resume:
         check_storage(storage_uri(opts.storage))
@@ -208,7 +203,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
 
 
 def _locked_run(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, exp_dir: Path,
-                meta: dict | None, data_dir: str, datamodule: Any,
+                meta: SweepMeta | None, data_dir: str, datamodule: Any,
                 trackers: list[TrackerSpec]) -> SweepOutcome:
     with contextlib.ExitStack() as held:
         # A folder in use is refused before Ray starts; a new one is made only once the
@@ -223,7 +218,7 @@ def _locked_run(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, 
         if meta is None:
             meta = prepare_experiment(space, raw, opts, exp_dir)
         else:
-            atomic_write_json(exp_dir / SWEEP_META, meta)
+            ExperimentFolder(exp_dir).write_meta(meta)
         return _run(space, exp_dir, meta, opts, datamodule, data_dir, joined, trackers)
 
 
@@ -245,7 +240,7 @@ def _remove_unstarted(exp_dir: Path, whole: bool = False) -> None:
     """Remove the folder a new sweep made if it failed before any trial reported (or, with
     ``whole``, when no trial can ever report): nothing in it is worth keeping, and a folder
     left behind would refuse the corrected command."""
-    if exp_dir.is_dir() and (whole or not (exp_dir / LEADERBOARD).exists()):
+    if exp_dir.is_dir() and (whole or not ExperimentFolder(exp_dir).leaderboard.exists()):
         shutil.rmtree(exp_dir, ignore_errors=True)
 
 
@@ -253,12 +248,13 @@ def _start_again(exp_dir: Path, ray_path: str) -> None:
     """Clear what a sweep killed before Tune's first save left (no trial had finished)."""
     print(f"{ray_path} holds no saved Tune state (the sweep was stopped before its first "
           "save): starting the sweep again in the same folder", flush=True)
-    for path in (exp_dir / RAY_DIR, exp_dir / STATE_BACKUP):
+    folder = ExperimentFolder(exp_dir)
+    for path in (folder.ray_dir, folder.state_backup):
         shutil.rmtree(path, ignore_errors=True)
-    (exp_dir / LEADERBOARD).unlink(missing_ok=True)
+    folder.leaderboard.unlink(missing_ok=True)
 
 
-def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, datamodule: Any,
+def _run(space: SearchSpace, exp_dir: Path, meta: SweepMeta, opts: SweepOptions, datamodule: Any,
          data_dir: str, joined: bool, trackers: list[TrackerSpec]) -> SweepOutcome:
     ship = opts.ship_data
     if ship is None:
@@ -269,10 +265,11 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
     data = ship_data(datamodule) if ship and datamodule is not None else None
     if datamodule is None:  # the user's own datamodule
         prepare_on_every_node(space)
-    ray_path = ray_experiment_path(exp_dir, meta)
-    storage_path = ray_storage_path(exp_dir, meta)
+    folder = ExperimentFolder(exp_dir)
+    ray_path = folder.ray_experiment_path(meta)
+    storage_path = folder.ray_storage_path(meta)
     # Ray's experiment folder when it is on this machine (not with --storage s3://...).
-    local_ray_dir = None if meta.get("storage") else Path(ray_path)
+    local_ray_dir = None if meta.storage else Path(ray_path)
     resume = opts.resume
     if resume and local_ray_dir is not None and repair_state(
             local_ray_dir, state_backup_dir(local_ray_dir)):
@@ -290,9 +287,8 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
         _say_placement(space, summary, data, storage_path, max_concurrent)
     callback = LeaderboardCallback(exp_dir, meta, space, say=not opts.quiet)
     disk_guard = DiskGuard(exp_dir)
-    view = SweepView(meta, space, _view_mode(opts), float(meta.get("wall_time_s", 0.0)))
-    meta["run_started_at"] = time.time()  # for `hpsearch status` from another shell
-    atomic_write_json(exp_dir / SWEEP_META, meta)
+    view = SweepView(meta, space, _view_mode(opts), meta.wall_time_s)
+    folder.write_meta(meta.started(time.time()))  # for `hpsearch status` from another shell
     started = time.monotonic()
     interrupted = False
     warm = contextlib.nullcontext() if joined or opts.tune_defaults else warm_trial_workers()
@@ -325,7 +321,7 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
                 mode=space.objective.mode,
                 reuse_actors=not opts.tune_defaults,
                 callbacks=[callback, disk_guard, TellStoppedTrials(search_alg), *tracker_callbacks(
-                    trackers, exp_dir, meta["experiment"], meta.get("code_version", ""))]
+                    trackers, exp_dir, meta.experiment, meta.code_version)]
                 + ([view] if view.mode else []),
                 verbose=1 if opts.verbose else 0,
                 raise_on_failed_trial=False,
@@ -340,13 +336,12 @@ def _run(space: SearchSpace, exp_dir: Path, meta: dict, opts: SweepOptions, data
     if never_logged.problem:
         raise ObjectiveNotLogged(f"{space.source}: objective.metric: {never_logged.problem}")
     elapsed = time.monotonic() - started
-    meta = read_meta(exp_dir)
-    meta["wall_time_s"] = float(meta.get("wall_time_s", 0.0)) + elapsed
-    board = exp_dir / LEADERBOARD
+    meta = folder.read_meta()
+    board = folder.leaderboard
     gpus_held = summary["gpus"] if space.resources.gpus_per_trial > 0 else 0.0
-    meta[COMPUTE_KEY] = sweep_compute(meta.get(COMPUTE_KEY), elapsed, summary["cpus"], gpus_held,
-                                      read_leaderboard(exp_dir) if board.is_file() else None)
-    atomic_write_json(exp_dir / SWEEP_META, meta)
+    compute = sweep_compute(meta.compute, elapsed, summary["cpus"], gpus_held,
+                            folder.read_leaderboard() if board.is_file() else None)
+    folder.write_meta(meta.after_run(elapsed, compute))
     # Tune catches Ctrl-C itself and returns normally: a sweep that ended short of its
     # trials (with no time budget to explain it) or with unfinished ones was stopped.
     interrupted = interrupted or disk_guard.problem is not None or _ended_short(exp_dir, space)
@@ -374,17 +369,18 @@ class SweepError(RuntimeError):
 
 
 def _say_resumed(exp_dir: Path, num_samples: int) -> None:
-    finished = 0
-    if (exp_dir / LEADERBOARD).is_file():
-        statuses = read_leaderboard(exp_dir)["status"]
+    finished, folder = 0, ExperimentFolder(exp_dir)
+    if folder.leaderboard.is_file():
+        statuses = folder.read_leaderboard()["status"]
         finished = int(statuses.isin(FINISHED_STATUSES).sum())
     print(f"resumed: {finished} finished, {max(0, num_samples - finished)} to go", flush=True)
 
 
 def _ended_short(exp_dir: Path, space: SearchSpace) -> bool:
-    if not (exp_dir / LEADERBOARD).is_file():
+    folder = ExperimentFolder(exp_dir)
+    if not folder.leaderboard.is_file():
         return False
-    statuses = read_leaderboard(exp_dir)["status"]
+    statuses = folder.read_leaderboard()["status"]
     if set(statuses) & {STATUS_RUNNING, STATUS_PENDING}:
         return True
     budget = space.budget
@@ -424,5 +420,5 @@ def _say_placement(
 def _best_row(board: Path) -> dict[str, Any] | None:
     if not board.is_file():
         return None
-    frame = read_leaderboard(board.parent)
+    frame = ExperimentFolder(board.parent).read_leaderboard()
     return None if frame.empty else json.loads(frame.iloc[0].to_json())

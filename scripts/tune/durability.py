@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from hpsearch.datamodules.paths import atomic_write
+from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.tune.cluster import environ_defaults
 from hpsearch.scripts.tune.internals import (
     RAY_SYNCER_LOGGER,
@@ -27,12 +28,10 @@ TUNE_SETTINGS = {
 }
 
 
-# A copy of Tune's experiment state as last saved in full, beside Ray's folder (one machine).
-STATE_BACKUP = "ray-state-backup"
-
-
 def state_backup_dir(ray_dir: Path) -> Path:
-    return ray_dir.parent / STATE_BACKUP
+    """Where a copy of Tune's experiment state as last saved in full is kept: beside Ray's
+    folder, in the experiment folder (one machine)."""
+    return ExperimentFolder(ray_dir.parent).state_backup
 
 
 def back_up_state(ray_dir: Path, backup: Path) -> None:

@@ -14,6 +14,7 @@ from hpsearch.scripts.provenance import code_version
 from hpsearch.scripts.uris import join_uri
 
 if TYPE_CHECKING:  # the command line builds its parser from this module: keep it light
+    from hpsearch.scripts.sweep_record import SweepMeta
     from hpsearch.search_spaces.schema import SearchSpace
 
 
@@ -160,36 +161,38 @@ def storage_uri(storage: str | None) -> str | None:
     return str(Path(storage).expanduser().resolve())
 
 
+def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions,
+               name: str) -> SweepMeta:
+    """The record of a new sweep of ``space`` (its file's mapping ``raw``) named ``name``."""
+    from hpsearch.scripts.sweep_record import SweepMeta  # pydantic: not at CLI start-up
 
-def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, name: str) -> dict:
-    return {
-        "experiment": name,
-        "space_file": space.source,
-        "space": raw,
-        "overrides": {k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None},
-        "objective": space.objective.model_dump(mode="json"),
-        "objectives": [o.model_dump(mode="json") for o in space.objectives],
-        "sampler": space.sampler.model_dump(mode="json"),
-        "scheduler": space.scheduler.model_dump(mode="json"),
-        "max_epochs": space.budget.max_epochs,
-        "num_samples": space.budget.num_samples,
-        "params": list(space.param_names),
-        "dataset": space.data.get("name"),
-        "family": space.model.get("family"),
-        "seed": space.seed,
-        "code_version": code_version(),
-        "study_name": f"{name}-{uuid.uuid4().hex[:8]}",
-        "storage": storage_uri(opts.storage),
-        "wall_time_s": 0.0,
-    }
+    return SweepMeta(
+        experiment=name,
+        space_file=space.source,
+        space=dict(raw),
+        overrides={k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None},
+        objective=space.objective,
+        objectives=space.objectives,
+        sampler=space.sampler.model_dump(mode="json"),
+        scheduler=space.scheduler.model_dump(mode="json"),
+        max_epochs=space.budget.max_epochs,
+        num_samples=space.budget.num_samples,
+        params=space.param_names,
+        dataset=space.data.get("name"),
+        family=space.model.get("family"),
+        seed=space.seed,
+        code_version=code_version(),
+        study_name=f"{name}-{uuid.uuid4().hex[:8]}",
+        storage=storage_uri(opts.storage),
+    )
 
 
-def space_from_meta(meta: Mapping[str, Any]) -> SearchSpace:
+def space_from_meta(meta: SweepMeta) -> SearchSpace:
     """The space a stored sweep ran: its file's contents with the command-line overrides."""
     from hpsearch.search_spaces.schema import parse_space  # pydantic and torch: not at CLI start-up
 
-    stored = parse_space(meta["space"], source=meta["space_file"])
-    return apply_overrides(stored, dataclasses.replace(SweepOptions(), **meta["overrides"]))
+    stored = parse_space(meta.space, source=meta.space_file)
+    return apply_overrides(stored, dataclasses.replace(SweepOptions(), **meta.overrides))
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")

@@ -4,13 +4,13 @@ terminal, plain lines, one per event, otherwise."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 from hpsearch.scripts.leaderboard import leaderboard_rows
 from hpsearch.scripts.reports.format import params_text
 from hpsearch.scripts.reports.status import LiveStatus, best_line, headline, sweep_state
+from hpsearch.scripts.sweep_record import SweepMeta
 from hpsearch.search_spaces.schema import SearchSpace
 from hpsearch.search_spaces.trials import sampled_params
 from ray import tune
@@ -25,9 +25,9 @@ class SweepView(tune.Callback):
     headline after each trial finished (``mode="lines"``). ``earlier_s`` is the wall time
     of earlier runs of a resumed sweep, so elapsed time and the estimate cover them."""
 
-    def __init__(self, meta: Mapping[str, Any], space: SearchSpace, mode: str,
+    def __init__(self, meta: SweepMeta, space: SearchSpace, mode: str,
                  earlier_s: float = 0.0) -> None:
-        self.meta = dict(meta)
+        self.meta = meta
         self.space = space
         self.mode = mode
         self._status = LiveStatus(self.meta, time.monotonic() - earlier_s, pd.DataFrame(),
