@@ -380,19 +380,30 @@ def _check_leaderboard(exp: Path, rows: int) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_a_cli_sweep_of_the_user_s_module_prepares_once_then_retrains_reports_and_exports(
+def test_a_cli_sweep_of_the_user_s_module_prepares_once_resumes_retrains_reports_and_exports(
     user_code: None, tmp_path: Path, capsys: pytest.CaptureFixture
 ):
     prepared = tmp_path / "prepared.log"
     space = _space_file(tmp_path, data={"prepare_log": str(prepared)})
     results = tmp_path / "results"
-    swept = _run("sweep", str(space), "--results-dir", str(results))
+    swept = _run("sweep", str(space), "--results-dir", str(results), "--num-samples", "2")
     assert swept.returncode == 0, swept.stdout + swept.stderr
     assert "prepared once per node" in swept.stdout, swept.stdout
     exp = results / "digits_external"
-    board = _check_leaderboard(exp, rows=4)
-    # Prepared by the driver once on the one node, not by each of the four trials.
+    before = _check_leaderboard(exp, rows=2)
+    # Prepared by the driver once on the one node, not by each trial.
     assert prepared.read_text().splitlines() == ["prepared"]
+
+    # Resumed with more trials: the finished ones are kept as they were.
+    again = _run("sweep", str(space), "--results-dir", str(results), "--resume",
+                 "--num-samples", "4")
+    assert again.returncode == 0, again.stdout + again.stderr
+    board = _check_leaderboard(exp, rows=4)
+    kept = board.set_index("trial_id").loc[before.trial_id]
+    for col in ("status", "val_acc", "best_epoch", "epochs_run", "param_count",
+                "train_time_s", "config", "checkpoint"):
+        assert list(kept[col]) == list(before[col]), col
+    assert prepared.read_text().splitlines() == ["prepared"] * 2  # once per node and run
 
     assert cli_main(["status", str(exp)]) == 0
     status = capsys.readouterr().out
@@ -454,27 +465,6 @@ def test_a_cli_sweep_of_the_user_s_module_prepares_once_then_retrains_reports_an
     assert cli_main(["compare", str(exp.parent)]) == 0
     row = pd.read_csv(exp.parent / "comparison.csv").iloc[0]
     assert row["seeds"] == 3 and row["test_acc"] == pytest.approx(acc["mean"])
-
-
-@pytest.mark.slow
-def test_a_sweep_of_the_user_s_module_resumed_with_more_samples_keeps_its_trials(
-    user_code: None, tmp_path: Path
-):
-    space = _space_file(tmp_path)
-    results = tmp_path / "results"
-    first = _run("sweep", str(space), "--results-dir", str(results), "--num-samples", "2")
-    assert first.returncode == 0, first.stdout + first.stderr
-    exp = results / "digits_external"
-    before = _check_leaderboard(exp, rows=2)
-
-    again = _run("sweep", str(space), "--results-dir", str(results), "--resume",
-                 "--num-samples", "4")
-    assert again.returncode == 0, again.stdout + again.stderr
-    after = _check_leaderboard(exp, rows=4)
-    kept = after.set_index("trial_id").loc[before.trial_id]
-    for col in ("status", "val_acc", "best_epoch", "epochs_run", "param_count",
-                "train_time_s", "config", "checkpoint"):
-        assert list(kept[col]) == list(before[col]), col
 
 
 @pytest.mark.slow
