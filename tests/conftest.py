@@ -98,8 +98,8 @@ def _idx_subset(real_data_dir: Path, folder: str, root: Path) -> Path:
 @pytest.fixture(scope="session")
 def real_subsets_dir(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real subsets of every dataset: MNIST and Fashion-MNIST (2,000 train / 500 test) and
-    PneumoniaMNIST (the first 600 / 150 / 200 of its splits), also as a Kaggle-layout
-    ``chest_xray`` folder (its train and test splits)."""
+    PneumoniaMNIST (the first 600 / 150 / 200 of its splits), the first 240 / 100 of its
+    train and test splits also as a Kaggle-layout ``chest_xray`` folder."""
     root = tmp_path_factory.mktemp("real-subsets")
     for folder in ("mnist", "fashion-mnist"):
         _idx_subset(real_data_dir, folder, root)
@@ -118,8 +118,8 @@ def _kaggle_layout(arrays: dict[str, np.ndarray], root: Path) -> None:
     ``source: folder``; the loader resizes them to the space's image size."""
     from PIL import Image
 
-    for split in ("train", "test"):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"].ravel()
+    for split, n in (("train", 240), ("test", 100)):  # a folder's 128-px trials are slow
+        images, labels = arrays[f"{split}_images"][:n], arrays[f"{split}_labels"][:n].ravel()
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             folder = root / split / ("NORMAL", "PNEUMONIA")[int(label)]
             folder.mkdir(parents=True, exist_ok=True)

@@ -310,6 +310,10 @@ def test_a_dirty_code_version_names_the_hash_of_its_diff(tmp_path: Path):
     assert code_version(tmp_path) == f"{clean}+dirty.{hashlib.sha1(diff).hexdigest()[:8]}"
     (tmp_path / "train.py").write_text("lr = 0.3\n")
     assert code_version(tmp_path) != f"{clean}+dirty.{hashlib.sha1(diff).hexdigest()[:8]}"
+    # Installed into a venv inside someone else's repository: not that repository's commit.
+    installed = tmp_path / ".venv" / "site-packages" / "hpsearch"
+    installed.mkdir(parents=True)
+    assert code_version(installed).startswith("hpsearch-")
 
 
 def test_every_option_explains_itself_and_names_its_default():

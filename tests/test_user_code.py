@@ -380,40 +380,29 @@ def _check_leaderboard(exp: Path, rows: int) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_a_cli_sweep_of_the_user_s_module_prepares_once_resumes_retrains_reports_and_exports(
+def test_the_readme_example_then_the_cli_on_its_folder(
     user_code: None, tmp_path: Path, capsys: pytest.CaptureFixture
 ):
+    """The README's notebook example (hpsearch.sweep, then hpsearch.retrain over 3 seeds) in a
+    copy of tests/external whose space logs its prepare_data calls; then the command line on
+    the folder it left: a sweep resumed with more trials, status, leaderboard, report,
+    export and compare."""
+    code = _readme_example()
+    here = tmp_path / "external"  # a copy, so the example's results stay out of the repo
+    shutil.copytree(EXTERNAL, here, ignore=shutil.ignore_patterns("__pycache__"))
     prepared = tmp_path / "prepared.log"
-    space = _space_file(tmp_path, data={"prepare_log": str(prepared)})
-    results = tmp_path / "results"
-    swept = _run("sweep", str(space), "--results-dir", str(results), "--num-samples", "2")
-    assert swept.returncode == 0, swept.stdout + swept.stderr
-    assert "prepared once per node" in swept.stdout, swept.stdout
-    exp = results / "digits_external"
-    before = _check_leaderboard(exp, rows=2)
-    # Prepared by the driver once on the one node, not by each trial.
-    assert prepared.read_text().splitlines() == ["prepared"]
-
-    # Resumed with more trials: the finished ones are kept as they were.
-    again = _run("sweep", str(space), "--results-dir", str(results), "--resume",
-                 "--num-samples", "4")
-    assert again.returncode == 0, again.stdout + again.stderr
+    space = _space_file(here, data={"prepare_log": str(prepared)})
+    untouched = _files(EXTERNAL)
+    ran = subprocess.run([sys.executable, "-c", code], cwd=here, env=_env(here),
+                         capture_output=True, text=True, timeout=2 * SWEEP_TIMEOUT_S)
+    assert ran.returncode == 0, f"{code}\n{ran.stdout}\n{ran.stderr}"
+    assert _files(EXTERNAL) == untouched, "the example wrote into tests/external"
+    exp = here / "results" / "digits_external"
     board = _check_leaderboard(exp, rows=4)
-    kept = board.set_index("trial_id").loc[before.trial_id]
-    for col in ("status", "val_acc", "best_epoch", "epochs_run", "param_count",
-                "train_time_s", "config", "checkpoint"):
-        assert list(kept[col]) == list(before[col]), col
-    assert prepared.read_text().splitlines() == ["prepared"] * 2  # once per node and run
+    # The sweep prepared once on its one node, not once per trial (4); each of the 3 re-train
+    # seeds is a fit of its own, prepared by train() as Lightning would.
+    assert prepared.read_text().splitlines() == ["prepared"] * (1 + 3)
 
-    assert cli_main(["status", str(exp)]) == 0
-    status = capsys.readouterr().out
-    assert "not running" in status and "4/4 trials" in status, status
-    assert cli_main(["leaderboard", str(exp)]) == 0
-    shown = capsys.readouterr().out
-    assert "hidden_dim" in shown and board.trial_id[0] in shown, shown
-
-    retrained = _run("retrain", str(exp), "--seeds", "3")
-    assert retrained.returncode == 0, retrained.stdout + retrained.stderr
     best = exp / "best"
     for name in ("metrics.json", "report.md", "model.ckpt", "learning_curves.png",
                  "parameters.csv"):
@@ -447,6 +436,25 @@ def test_a_cli_sweep_of_the_user_s_module_prepares_once_resumes_retrains_reports
 
     module = DigitsNet.load_from_checkpoint(best / "model.ckpt", map_location="cpu")
     assert module(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+    # The command line on the same folder: resumed with more trials, the finished ones kept.
+    again = _run("sweep", str(space), "--results-dir", "results", "--resume", "--num-samples",
+                 "6", cwd=here)
+    assert again.returncode == 0, again.stdout + again.stderr
+    resumed = _check_leaderboard(exp, rows=6)
+    kept = resumed.set_index("trial_id").loc[board.trial_id]
+    for col in ("status", "val_acc", "best_epoch", "epochs_run", "param_count",
+                "train_time_s", "config", "checkpoint"):
+        assert list(kept[col]) == list(board[col]), col
+    assert prepared.read_text().splitlines() == ["prepared"] * (1 + 3 + 1)  # once more: a run
+    board = resumed
+
+    assert cli_main(["status", str(exp)]) == 0
+    status = capsys.readouterr().out
+    assert "not running" in status and "6/6 trials" in status, status
+    assert cli_main(["leaderboard", str(exp)]) == 0
+    shown = capsys.readouterr().out
+    assert "hidden_dim" in shown and board.trial_id[0] in shown, shown
 
     assert _search_report(exp) == {"optimization_history", "parallel_coordinate",
                                    "param_importances", "intermediate_values"}
@@ -495,21 +503,6 @@ def _readme_example() -> str:
 
 def _files(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.rglob("*") if "__pycache__" not in p.parts}
-
-
-@pytest.mark.slow
-def test_the_readme_s_python_example_runs(tmp_path: Path):
-    code = _readme_example()
-    here = tmp_path / "external"  # a copy, so the example's results stay out of the repo
-    shutil.copytree(EXTERNAL, here, ignore=shutil.ignore_patterns("__pycache__"))
-    before = _files(EXTERNAL)
-    ran = subprocess.run([sys.executable, "-c", code], cwd=here, env=_env(here),
-                         capture_output=True, text=True, timeout=2 * SWEEP_TIMEOUT_S)
-    assert ran.returncode == 0, f"{code}\n{ran.stdout}\n{ran.stderr}"
-    boards = list(here.rglob(LEADERBOARD))
-    assert boards, f"the example wrote no leaderboard under its folder:\n{ran.stdout}"
-    assert len(pd.read_csv(boards[0])) >= 1
-    assert _files(EXTERNAL) == before, "the example wrote into tests/external"
 
 
 def test_the_readme_example_is_read_from_the_first_python_block_after_its_heading(
