@@ -6,11 +6,15 @@ the built-in experiments' (tests/test_sweep.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -473,6 +477,55 @@ def test_the_readme_example_then_the_cli_on_its_folder(
     assert cli_main(["compare", str(exp.parent)]) == 0
     row = pd.read_csv(exp.parent / "comparison.csv").iloc[0]
     assert row["seeds"] == 3 and row["test_acc"] == pytest.approx(acc["mean"])
+
+
+@pytest.mark.slow
+def test_on_a_terminal_the_user_s_sweep_shows_its_live_table_and_ctrl_c_then_resume_finish_it(
+    user_code: None, tmp_path: Path
+):
+    import pty
+
+    # One trial at a time, of 30 short epochs each, so that Ctrl-C lands mid-sweep.
+    space = _space_file(tmp_path, budget={"num_samples": 3, "max_epochs": 30,
+                                          "grace_period": 30},
+                        resources={"max_concurrent": 1})
+    results = tmp_path / "results"
+    exp = results / "digits_external"
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(_hpsearch("sweep", str(space), "--results-dir", str(results)),
+                            cwd=EXTERNAL, env={**_env(EXTERNAL), "COLUMNS": "150"},
+                            stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        with contextlib.suppress(OSError):  # EIO once the sweep has closed the terminal
+            while chunk := os.read(leader, 65536):
+                chunks.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + SWEEP_TIMEOUT_S
+    while not ((exp / LEADERBOARD).is_file()
+               and (pd.read_csv(exp / LEADERBOARD).status == "completed").any()):
+        assert proc.poll() is None and time.monotonic() < deadline, b"".join(chunks).decode()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=SWEEP_TIMEOUT_S) == 130
+    reader.join(timeout=30)
+    os.close(leader)
+    out = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[2K" in out, out  # the live table, erased and redrawn in place
+    assert "best val_acc 0." in out and "Resume with: " in out, out
+    stopped = pd.read_csv(exp / LEADERBOARD, dtype={"trial_id": str})
+    assert "interrupted" in set(stopped.status) or len(stopped) < 3, stopped
+    done = stopped.query("status == 'completed'").set_index("trial_id")
+
+    resumed = _run("sweep", str(space), "--results-dir", str(results), "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    board = _check_leaderboard(exp, rows=3).set_index("trial_id")
+    assert set(board.status) == {"completed"}, board
+    assert board.loc[done.index, "val_acc"].equals(done["val_acc"])  # kept, not re-run
 
 
 @pytest.mark.slow
