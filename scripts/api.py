@@ -63,8 +63,8 @@ class SweepResult:
 
 
 def _space_and_raw(space: str | Path | Mapping[str, Any] | SearchSpace
-                   ) -> tuple[SearchSpace, dict[str, Any], str]:
-    """The parsed space, the mapping it came from (kept in sweep.json) and how to name it."""
+                   ) -> tuple[SearchSpace, dict[str, Any]]:
+    """The parsed space and the mapping it came from (kept in sweep.json)."""
     if isinstance(space, SearchSpace):
         if not Path(space.source).is_file():
             raise ConfigError("sweep(): a parsed SearchSpace must come from a file "
@@ -72,10 +72,10 @@ def _space_and_raw(space: str | Path | Mapping[str, Any] | SearchSpace
         space = space.source
     if isinstance(space, (str, Path)):
         raw = load_yaml_mapping(space)
-        return parse_space(raw, source=str(space)), raw, str(space)
+        return parse_space(raw, source=str(space)), raw
     if isinstance(space, Mapping):
         raw = dict(space)
-        return parse_space(raw, source="<dict>"), raw, "<dict>"
+        return parse_space(raw, source="<dict>"), raw
     raise ConfigError(f"sweep(): space must be a path, a dict or a SearchSpace, got "
                       f"{type(space).__name__}")
 
@@ -118,7 +118,7 @@ def sweep(space: str | Path | Mapping[str, Any] | SearchSpace, **options: Any) -
     ``space``: a search-space file, a dict of the same form, or a space read from a file.
     ``options``: the command line's flags, as keyword arguments.
     """
-    parsed, raw, _ = _space_and_raw(space)
+    parsed, raw = _space_and_raw(space)
     outcome = run(parsed, raw, sweep_options(**options))
     if outcome.stopped_because:
         raise OSError(f"{outcome.stopped_because}: the sweep stopped with its state saved; "

@@ -91,12 +91,8 @@ class TargetConfig(BaseModel):
         """The init arguments."""
         return dict(self.model_extra or {})
 
-    @property
-    def cls(self) -> type:
-        return import_target(self.target)
-
     def build(self) -> Any:
-        return self.cls(**self.kwargs)
+        return import_target(self.target)(**self.kwargs)
 
 
 class UserModel(TargetConfig):

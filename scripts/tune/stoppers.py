@@ -7,6 +7,7 @@ import time
 from typing import Any, ClassVar
 
 from hpsearch.scripts.leaderboard import FAILED_KEY
+from hpsearch.scripts.train import MetricNotLoggedError
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import Budget
 from ray import tune
@@ -24,9 +25,10 @@ class ObjectiveNeverLogged(tune.Stopper):
         self.problem: str | None = None
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        error = str(result.get(FAILED_KEY) or "")
-        if error.startswith("MetricNotLoggedError: "):
-            self.problem = error.removeprefix("MetricNotLoggedError: ")
+        # The trial's failure report names the error's type first (trainable.failure_report).
+        error, prefix = str(result.get(FAILED_KEY) or ""), f"{MetricNotLoggedError.__name__}: "
+        if error.startswith(prefix):
+            self.problem = error.removeprefix(prefix)
         return False
 
     def stop_all(self) -> bool:
