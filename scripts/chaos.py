@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from hpsearch.datamodules.paths import atomic_write_json
 from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.leaderboard import FINISHED_STATUSES
@@ -156,8 +157,9 @@ def _wait_for_moment(proc: subprocess.Popen, exp_dir: Path, rng: random.Random) 
 
 
 def _tally_study(exp_dir: Path, tally: SweepTally) -> None:
-    from hpsearch.scripts.study import load_study
     from optuna.trial import TrialState
+
+    from hpsearch.scripts.study import load_study
 
     trials = load_study(exp_dir).trials
     told = {TrialState.COMPLETE, TrialState.PRUNED}

@@ -160,8 +160,9 @@ def _say_next(exp_dir: Path) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from hpsearch.scripts.reports.status import folder_state, folder_status
     from rich.console import Console
+
+    from hpsearch.scripts.reports.status import folder_state, folder_status
 
     exp_dir = Path(args.experiment)
     if not exp_dir.is_dir():

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from hpsearch.datamodules.paths import atomic_write_json
 from hpsearch.scripts.sweep_record import SweepMeta
 from hpsearch.scripts.uris import join_uri
 from hpsearch.search_spaces.errors import ConfigError, config_error
-from pydantic import ValidationError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
-from hpsearch.datamodules.batches import BatchChunk
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hpsearch.datamodules.batches import BatchChunk
 
 
 class MiniBatchProgress(pl.Callback):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-from hpsearch.scripts.experiment_folder import ExperimentFolder
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+
+from hpsearch.scripts.experiment_folder import ExperimentFolder
 
 
 def open_journal(path: str) -> JournalStorage:

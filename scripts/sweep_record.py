@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpsearch.search_spaces.schema import Objective
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hpsearch.search_spaces.schema import Objective
 
 
 class SweepMeta(BaseModel):

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+
 from hpsearch.datamodules import Splits, TensorDataModule, build_datamodule
 from hpsearch.datamodules.batches import BatchChunks
 from hpsearch.lightning_modules.classifier import ClassifierModule

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from hpsearch.search_spaces.errors import ConfigError, validated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from hpsearch.search_spaces.errors import ConfigError, validated
 
 LIST_LENGTH = "length"
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from hpsearch.search_spaces.distributions import ChoiceDist, Frozen, ListDist, Param
 from pydantic import Field, TypeAdapter
+
+from hpsearch.search_spaces.distributions import ChoiceDist, Frozen, ListDist, Param
 
 
 # Optuna's samplers, each with its main options; an option left out keeps Optuna's default,

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field, TypeAdapter, model_validator
+
 from hpsearch.search_spaces.distributions import (
     ChoiceDist,
     Frozen,
@@ -43,7 +45,6 @@ from hpsearch.search_spaces.methods import (
     TpeSampler,
     unmodelled_by_numeric_sampler,
 )
-from pydantic import Field, TypeAdapter, model_validator
 
 SECTIONS = ("data", "model", "optimizer")
 

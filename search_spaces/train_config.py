@@ -11,6 +11,16 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
 from hpsearch.datamodules import data_config_from_dict
 from hpsearch.datamodules.registry import data_config_union
 from hpsearch.lightning_modules.configs import (
@@ -22,15 +32,6 @@ from hpsearch.lightning_modules.configs import (
 )
 from hpsearch.search_spaces.errors import config_error, validated
 from hpsearch.search_spaces.targets import UserData, UserModel, names_target
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    model_validator,
-)
 
 
 def _builtin_or_target(value: Any) -> str:

@@ -128,6 +128,7 @@ def _kaggle_layout(arrays: dict[str, np.ndarray], root: Path) -> None:
 
 def _synthetic_mnist_datamodule() -> Any:
     import torch
+
     from hpsearch.datamodules import Splits, build_datamodule, data_config_from_dict
 
     cfg = data_config_from_dict({"name": "mnist", "val_size": 16, "batch_size": 16})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from hpsearch.scripts.chaos import descendants
 
 REPO = Path(__file__).resolve().parents[1]

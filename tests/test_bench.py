@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from hpsearch.scripts.bench.run import (
     FULL,
     MIN_VAL_IMAGES,

@@ -26,10 +26,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from hpsearch.scripts.experiment_folder import LEADERBOARD
-from hpsearch.scripts.tune.callback import load_trials, rebuild_leaderboard
 from s3_server import free_port as _free_port
 from sweep_process import REPO, SWEEP_TIMEOUT_S, Sweep
+
+from hpsearch.scripts.experiment_folder import LEADERBOARD
+from hpsearch.scripts.tune.callback import load_trials, rebuild_leaderboard
 
 RAY = Path(sys.executable).with_name("ray")
 START_TIMEOUT_S = 90

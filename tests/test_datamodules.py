@@ -22,11 +22,14 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import hpsearch.datamodules.hog as hog_module
-import hpsearch.datamodules.pneumonia as pneumonia_module
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from skimage.feature import hog as skimage_hog
+
+import hpsearch.datamodules.hog as hog_module
+import hpsearch.datamodules.pneumonia as pneumonia_module
 from hpsearch.datamodules import (
     DataError,
     HogMnistConfig,
@@ -48,8 +51,6 @@ from hpsearch.datamodules.idx import DIGIT_CLASSES, FASHION_CLASSES, IDX_SPECS, 
 from hpsearch.datamodules.idx_files import gunzipped_cache_path
 from hpsearch.datamodules.paths import CACHE_DIR_ENV
 from hpsearch.scripts.cli import main as cli_main
-from PIL import Image
-from skimage.feature import hog as skimage_hog
 
 REPO = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST, VAL = 100, 30, 20

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from hpsearch.scripts.experiment_folder import MIN_FREE_BYTES
 from test_fault_injection import SPACE, _board, _one_line_error, _run, _sweep
+
+from hpsearch.scripts.experiment_folder import MIN_FREE_BYTES
 
 pytestmark = pytest.mark.slow
 

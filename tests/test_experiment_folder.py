@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+
 from hpsearch.datamodules.errors import DataError
 from hpsearch.datamodules.paths import atomic_write, make_temp_dir
 from hpsearch.scripts.cli import _one_line, build_parser
@@ -34,7 +36,6 @@ from hpsearch.scripts.tune.options import SweepOptions, resume_command, sweep_fl
 from hpsearch.scripts.tune.trainable import failure_report, repeatable
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import parse_space
-from pydantic import ValidationError
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = {

@@ -18,8 +18,6 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from hpsearch.scripts.experiment_folder import LEADERBOARD
-from hpsearch.scripts.study import load_study
 from optuna.trial import TrialState
 from sweep_process import (
     REPO,
@@ -29,6 +27,9 @@ from sweep_process import (
     sweep_writers,
     wait_gone,
 )
+
+from hpsearch.scripts.experiment_folder import LEADERBOARD
+from hpsearch.scripts.study import load_study
 
 pytestmark = pytest.mark.slow
 

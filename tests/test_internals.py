@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from hpsearch.scripts.tune import internals
 from hpsearch.scripts.tune.durability import back_up_state, state_backup_dir
 from hpsearch.scripts.tune.internals import (

@@ -15,6 +15,10 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from pydantic import ValidationError
+from sklearn.metrics import f1_score, roc_auc_score
+from torch.utils.data import DataLoader, TensorDataset
+
 from hpsearch.datamodules.batches import BatchChunks, TensorBatches
 from hpsearch.lightning_modules import (
     PRESETS,
@@ -35,9 +39,6 @@ from hpsearch.lightning_modules import (
 )
 from hpsearch.scripts.reports.format import format_parameter_table
 from hpsearch.search_spaces.errors import config_error
-from pydantic import ValidationError
-from sklearn.metrics import f1_score, roc_auc_score
-from torch.utils.data import DataLoader, TensorDataset
 
 pytestmark = [
     # Tiny in-memory loaders trip Lightning's performance hints; they are not failures here.

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from hpsearch.datamodules import data_config_from_dict
 from hpsearch.datamodules.augment import random_affine
 from hpsearch.datamodules.batches import TensorBatches
@@ -18,7 +20,6 @@ from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import parse_space
 from hpsearch.search_spaces.train_config import train_config_from_sections
 from hpsearch.search_spaces.trials import trial_config
-from torch import nn
 
 
 def _dot(row: int, col: int) -> torch.Tensor:

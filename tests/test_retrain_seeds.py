@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from hpsearch.scripts.cli import main
 from hpsearch.scripts.compute import runs_compute
 from hpsearch.scripts.experiment_folder import ExperimentFolder

@@ -16,9 +16,10 @@ import pandas as pd
 import pyarrow.fs
 import pytest
 import yaml
+from sweep_process import REPO, Sweep
+
 from hpsearch.lightning_modules.classifier import ClassifierModule
 from hpsearch.scripts.experiment_folder import LEADERBOARD
-from sweep_process import REPO, Sweep
 
 pytestmark = pytest.mark.slow
 

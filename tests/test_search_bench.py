@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from hpsearch.scripts.bench.run import Figure
 from hpsearch.scripts.bench.search import (
     FULL,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import optuna
-from hpsearch.scripts.reports.search_report import focus_range, plotted_values
 from optuna.trial import TrialState, create_trial
+
+from hpsearch.scripts.reports.search_report import focus_range, plotted_values
 
 
 def _trial(curve: list[float], pruned: bool = False) -> optuna.trial.FrozenTrial:

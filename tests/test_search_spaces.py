@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+
 from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.tune.cluster import environ_defaults
 from hpsearch.scripts.tune.durability import back_up_state, repair_state

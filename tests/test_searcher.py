@@ -10,6 +10,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
+
 from hpsearch.scripts.leaderboard import rank_rows
 from hpsearch.scripts.pareto import pareto_ranks
 from hpsearch.scripts.study import open_journal
@@ -18,7 +20,6 @@ from hpsearch.scripts.tune.searcher import OptunaSearcher, make_sampler, objecti
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import Objective, parse_space
 from hpsearch.search_spaces.trials import sampled_params
-from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
 from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.tune.driver import SweepOptions, run_sweep
 from hpsearch.search_spaces.schema import builtin_spaces, parse_space

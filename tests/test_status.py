@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from rich.console import Console
+
 from hpsearch.scripts.experiment_folder import ExperimentFolder, experiment_lock, lock_holder
 from hpsearch.scripts.reports.status import (
     TimeLeft,
@@ -21,7 +23,6 @@ from hpsearch.scripts.reports.status import (
     time_left,
 )
 from hpsearch.scripts.sweep_record import SweepMeta
-from rich.console import Console
 
 META = SweepMeta(experiment="exp", objective={"metric": "val_acc", "mode": "max"}, num_samples=6,
                  max_epochs=4, params=["optimizer.lr", "optimizer.name", "optimizer.momentum"])

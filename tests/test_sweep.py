@@ -21,6 +21,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from optuna.trial import TrialState
+from s3_server import free_port
+from sweep_process import cli_in_process
+
 from hpsearch.datamodules.paths import current_umask
 from hpsearch.lightning_modules.classifier import ClassifierModule
 from hpsearch.scripts.cli import main as cli_main
@@ -32,9 +36,6 @@ from hpsearch.scripts.tune.callback import rebuild_leaderboard
 from hpsearch.scripts.tune.driver import SweepOptions, run_sweep
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import parse_space
-from optuna.trial import TrialState
-from s3_server import free_port
-from sweep_process import cli_in_process
 
 pytestmark = pytest.mark.slow
 

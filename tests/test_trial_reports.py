@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import pytorch_lightning as pl
+
 from hpsearch.scripts.train import EpochHistory, train
 from hpsearch.scripts.tune import trainable
 from hpsearch.scripts.tune.schedulers import decision_epochs, make_scheduler

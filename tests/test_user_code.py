@@ -19,13 +19,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hpsearch
 import numpy as np
 import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from sweep_process import SWEEP_TIMEOUT_S, cli_in_process
+from test_sweep import _search_report
+from torch.utils.data import DataLoader, TensorDataset
+
+import hpsearch
 from hpsearch.scripts.cli import main as cli_main
 from hpsearch.scripts.experiment_folder import LEADERBOARD
 from hpsearch.scripts.reports.retrain import REPRODUCE_TOLERANCE
@@ -35,9 +39,6 @@ from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import parse_space
 from hpsearch.search_spaces.targets import UserData, UserModel
 from hpsearch.search_spaces.train_config import TrainConfig
-from sweep_process import SWEEP_TIMEOUT_S, cli_in_process
-from test_sweep import _search_report
-from torch.utils.data import DataLoader, TensorDataset
 
 REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = REPO / "tests" / "external"

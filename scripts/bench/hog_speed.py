@@ -7,6 +7,7 @@ import os
 import time
 
 import numpy as np
+
 from hpsearch.datamodules import data_config_from_dict
 from hpsearch.lightning_modules.presets import PRESETS
 from hpsearch.scripts.bench.figures import Figure, Mode
@@ -17,9 +18,10 @@ MAX_HOG_DIFF = 1e-5
 
 
 def bench_hog(data_dir: str | None, mode: Mode) -> list[Figure]:
+    from skimage.feature import hog
+
     from hpsearch.datamodules.hog import hog_features
     from hpsearch.datamodules.idx import load_idx_images
-    from skimage.feature import hog
 
     # The preset's HOG parameters, on float32 images in [0, 1] as the datamodule computes them.
     cfg = data_config_from_dict({"name": "hog_mnist", **PRESETS["hog_mlp_392_128_10"].data})

@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 import pytorch_lightning as pl
 import torch
+
 from hpsearch.datamodules.errors import DataError
 from hpsearch.scripts.train import EpochHistory, train
 from hpsearch.search_spaces.errors import ConfigError

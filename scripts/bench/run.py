@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+
 from hpsearch.datamodules.paths import atomic_write_text
 from hpsearch.scripts.bench.figures import FULL, QUICK, Figure, format_csv, format_table
 from hpsearch.scripts.bench.gpu import bench_gpu

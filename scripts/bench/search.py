@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+
 from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.search_spaces.schema import load_yaml_mapping
 

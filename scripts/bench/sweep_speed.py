@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from hpsearch.scripts.bench.figures import Figure, Mode
 from hpsearch.scripts.train import train
 
@@ -218,8 +219,9 @@ def start_ray_for_bench(tune_defaults: bool, slots: int) -> float:
     here too: they are the command's start-up, like Ray's."""
     import optuna  # noqa: F401
     import ray
-    from hpsearch.scripts.tune.cluster import init_ray
     from ray.tune.search.optuna import OptunaSearch  # noqa: F401
+
+    from hpsearch.scripts.tune.cluster import init_ray
 
     started = time.perf_counter()
     if tune_defaults:

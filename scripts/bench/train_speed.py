@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+
 from hpsearch.datamodules import Splits, build_datamodule
 from hpsearch.datamodules.batches import model_inputs
 from hpsearch.lightning_modules.optim import build_optimizer

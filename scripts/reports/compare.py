@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
 from hpsearch.datamodules.paths import atomic_write_text
 from hpsearch.lightning_modules.registry import canonical_family
 from hpsearch.scripts.compute import COMPUTE_KEY

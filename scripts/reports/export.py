@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+
 from hpsearch.scripts.reports.retrain import RetrainOptions, resolve_run
 from hpsearch.search_spaces.errors import replaced
 

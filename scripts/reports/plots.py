@@ -13,8 +13,9 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from hpsearch.datamodules.paths import atomic_write  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
+
+from hpsearch.datamodules.paths import atomic_write  # noqa: E402
 
 
 def save(fig: plt.Figure, path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from hpsearch.datamodules.paths import make_temp_dir
 from hpsearch.lightning_modules.classifier import ClassifierModule
 from hpsearch.lightning_modules.metrics import (

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from hpsearch.datamodules.paths import atomic_write_json
 from hpsearch.lightning_modules.classifier import ClassifierModule
 from hpsearch.lightning_modules.summary import parameter_table

@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
+from optuna.visualization import matplotlib as optuna_plots
+
 from hpsearch.datamodules.paths import atomic_write_text
 from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.provenance import code_version
 from hpsearch.scripts.reports import plots
 from hpsearch.scripts.study import load_study
 from hpsearch.search_spaces.errors import ConfigError
-from optuna.trial import TrialState
-from optuna.visualization import matplotlib as optuna_plots
 
 SEARCH_REPORT = "search.md"
 SEARCH_PLOTS = "search"  # the PNGs' folder, beside search.md

@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
 from hpsearch.scripts.experiment_folder import ExperimentFolder, lock_holder, processes_using
 from hpsearch.scripts.leaderboard import (
     FINISHED_STATUSES,
@@ -19,9 +23,6 @@ from hpsearch.scripts.leaderboard import (
 )
 from hpsearch.scripts.reports.format import params_text
 from hpsearch.scripts.sweep_record import SweepMeta
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 
 
 @dataclass(frozen=True)

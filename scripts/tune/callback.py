@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ray import tune
+from ray.tune import ExperimentAnalysis
+
 from hpsearch.scripts.experiment_folder import RAY_DIR, ExperimentFolder
 from hpsearch.scripts.leaderboard import (
     STATUS_ERRORED,
@@ -19,8 +22,6 @@ from hpsearch.scripts.sweep_record import SweepMeta
 from hpsearch.scripts.tune.options import space_from_meta
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import SearchSpace
-from ray import tune
-from ray.tune import ExperimentAnalysis
 
 WRITE_EVERY_S = 2.0  # while results arrive, the leaderboard is rewritten at most this often
 

@@ -16,6 +16,7 @@ from hpsearch.search_spaces.schema import SearchSpace
 def connect(address: str) -> None:
     """``ray.init`` against the existing cluster at ``address``."""
     import ray
+
     from hpsearch.search_spaces.errors import ConfigError
 
     sends_token = internals.enable_token_auth_if_available()

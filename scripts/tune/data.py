@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from hpsearch.datamodules import Splits, TensorDataModule, build_datamodule
 from hpsearch.datamodules.configs import BATCH_FIELDS, data_key
 from hpsearch.datamodules.errors import DataError

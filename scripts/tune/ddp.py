@@ -11,6 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 import ray.train
 import torch
+
 from hpsearch.scripts.tune.cluster import current_node_id
 from hpsearch.scripts.tune.data import DataHandle, trial_datamodule
 from hpsearch.scripts.tune.driver_watch import DriverIdentity, stop_if_driver_gone, watch_driver
@@ -63,9 +64,10 @@ def _ddp_worker(loop_config: dict[str, Any]) -> None:
     A retried trial (its node died, or the sweep was resumed) starts a Train run of the same
     name and storage, whose latest checkpoint ``ray.train.get_checkpoint()`` hands back: the
     workers continue from it (its best epoch so far) instead of from the first epoch."""
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
+
     from hpsearch.scripts.train import Distributed, EpochHistory, train
     from hpsearch.search_spaces.trials import sampled_params, trial_config
-    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
 
     space: SearchSpace = loop_config["space"]
     watch_driver(loop_config["driver"])

@@ -6,8 +6,9 @@ import signal
 import time
 from pathlib import Path
 
-from hpsearch.scripts.experiment_folder import MIN_FREE_BYTES, disk_space_problem
 from ray import tune
+
+from hpsearch.scripts.experiment_folder import MIN_FREE_BYTES, disk_space_problem
 
 
 class DiskGuard(tune.Callback):

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ray import tune
+from ray.tune.error import TuneError
+from ray.tune.search import ConcurrencyLimiter
+
 from hpsearch.datamodules.paths import resolve_data_dir
 from hpsearch.scripts.compute import sweep_compute
 from hpsearch.scripts.experiment_folder import (
@@ -72,9 +76,6 @@ from hpsearch.scripts.tune.view import LINES, LIVE, SweepView
 from hpsearch.scripts.uris import join_uri
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import SearchSpace
-from ray import tune
-from ray.tune.error import TuneError
-from ray.tune.search import ConcurrencyLimiter
 
 
 @dataclass
@@ -109,6 +110,7 @@ def _search_alg(space: SearchSpace, exp_dir: Path, meta: SweepMeta,
     """The searcher, built afresh on every run (new or resumed) from the folder where it is
     now; Tune restores only its saved state into it."""
     import optuna
+
     from hpsearch.scripts.tune.searcher import OptunaSearcher
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created ..."

@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hpsearch.scripts.versions import check_pinned_versions
 from ray._private.authentication.authentication_token_setup import (
     maybe_enable_token_auth_if_token_available,
 )
 from ray.tune.execution import class_cache
 from ray.tune.execution.tune_controller import TuneController
 from ray.tune.search import SearchGenerator
+
+from hpsearch.scripts.versions import check_pinned_versions
 
 check_pinned_versions()
 

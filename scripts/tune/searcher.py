@@ -19,6 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
+from optuna.storages import JournalStorage
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
 from hpsearch.scripts.leaderboard import (
     FAILED_KEY,
     STATUS_COMPLETED,
@@ -30,9 +34,6 @@ from hpsearch.scripts.study import open_journal
 from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR
 from hpsearch.search_spaces.schema import TRIAL_METRICS, SamplerSpec, SearchSpace
 from hpsearch.search_spaces.trials import define_by_run, flat_point
-from optuna.storages import JournalStorage
-from optuna.trial import TrialState
-from ray.tune.search import Searcher
 
 logger = logging.getLogger(__name__)
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
+from ray import tune
+
 from hpsearch.scripts.leaderboard import FAILED_KEY
 from hpsearch.scripts.train import MetricNotLoggedError
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import Budget
-from ray import tune
 
 
 class ObjectiveNotLogged(ConfigError):

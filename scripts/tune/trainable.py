@@ -15,6 +15,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from ray import tune
+
 from hpsearch.datamodules.errors import DataError
 from hpsearch.scripts.leaderboard import FAILED_KEY
 from hpsearch.scripts.train import EpochHistory, MetricNotLoggedError, train
@@ -26,7 +28,6 @@ from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR, decision_epochs
 from hpsearch.search_spaces.schema import SearchSpace
 from hpsearch.search_spaces.train_config import TrainConfig
 from hpsearch.search_spaces.trials import sampled_params, trial_config
-from ray import tune
 
 
 def _device_name() -> str:

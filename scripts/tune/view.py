@@ -7,13 +7,14 @@ import time
 from typing import Any
 
 import pandas as pd
+from ray import tune
+
 from hpsearch.scripts.leaderboard import leaderboard_rows
 from hpsearch.scripts.reports.format import params_text
 from hpsearch.scripts.reports.status import LiveStatus, best_line, headline, sweep_state
 from hpsearch.scripts.sweep_record import SweepMeta
 from hpsearch.search_spaces.schema import SearchSpace
 from hpsearch.search_spaces.trials import sampled_params
-from ray import tune
 
 LIVE = "live"
 LINES = "lines"
