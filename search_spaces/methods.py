@@ -55,14 +55,27 @@ class Nsga2Sampler(Frozen):
     seed: int | None = None
 
 
-SamplerSpec = TpeSampler | RandomSampler | GpSampler | CmaEsSampler | QmcSampler | Nsga2Sampler
+class RungTpeSampler(Frozen):
+    """hpsearch's own (``scripts/rung_sampler.py``): TPE fitted on the scheduler's rungs,
+    guided by the start points with a weight that decays as values come in."""
+
+    name: Literal["rung_tpe"] = "rung_tpe"
+    min_points: Annotated[int, Field(ge=2)] | None = None  # None: sized to the budget
+    prior_weight: Annotated[float, Field(ge=0, lt=1)] = 0.5  # 1 would leave nothing to judge it by
+    prior_halflife: Annotated[float, Field(gt=0)] = 10.0
+    prior_spread: Annotated[float, Field(gt=0, le=0.5)] = 0.15
+    seed: int | None = None
+
+
+SamplerSpec = (TpeSampler | RandomSampler | GpSampler | CmaEsSampler | QmcSampler
+               | Nsga2Sampler | RungTpeSampler)
 SAMPLER_SPEC: TypeAdapter[Any] = TypeAdapter(Annotated[SamplerSpec, Field(discriminator="name")])
 SAMPLERS: dict[str, type] = {
     "tpe": TpeSampler, "random": RandomSampler, "gp": GpSampler, "cmaes": CmaEsSampler,
-    "qmc": QmcSampler, "nsga2": Nsga2Sampler,
+    "qmc": QmcSampler, "nsga2": Nsga2Sampler, "rung_tpe": RungTpeSampler,
 }
 # Samplers that model one objective only.
-SINGLE_OBJECTIVE_SAMPLERS = frozenset({"cmaes"})
+SINGLE_OBJECTIVE_SAMPLERS = frozenset({"cmaes", "rung_tpe"})
 # Samplers that model numeric parameters of a fixed search space only: a choice, a
 # conditional parameter or a list of drawn length would be sampled at random, unmodelled.
 NUMERIC_SAMPLERS = frozenset({"cmaes", "qmc"})

@@ -49,7 +49,7 @@ def test_defaults_are_tpe_and_asha_with_one_objective():
     space = _space()
     assert space.sampler.name == "tpe" and space.scheduler.name == "asha"
     assert [o.metric for o in space.objectives] == ["val_acc"] and not space.multi_objective
-    assert isinstance(make_sampler(space.sampler, 0), optuna.samplers.TPESampler)
+    assert isinstance(make_sampler(space), optuna.samplers.TPESampler)
 
 
 @pytest.mark.parametrize("spec, cls", [
@@ -59,10 +59,11 @@ def test_defaults_are_tpe_and_asha_with_one_objective():
     ({"name": "cmaes", "popsize": 6}, "CmaEsSampler"),
     ({"name": "qmc", "qmc_type": "halton", "scramble": True}, "QMCSampler"),
     ({"name": "nsga2", "population_size": 8}, "NSGAIISampler"),
+    ({"name": "rung_tpe", "prior_weight": 0.3}, "RungTPESampler"),
 ])
 def test_each_sampler_is_built_with_its_options(spec, cls):
     space = _space(sampler=spec)
-    sampler = make_sampler(space.sampler, space.seed)
+    sampler = make_sampler(space)
     assert type(sampler).__name__ == cls
 
 
@@ -71,7 +72,7 @@ def test_sampler_options_reach_optuna_and_the_seed_defaults_to_the_space_seed():
     assert space.sampler.n_startup_trials == 3 and space.sampler.seed is None
     draws = []
     for _ in range(2):
-        study = optuna.create_study(sampler=make_sampler(space.sampler, space.seed))
+        study = optuna.create_study(sampler=make_sampler(space))
         draws.append([study.ask().suggest_float("x", 0, 1) for _ in range(3)])
     assert draws[0] == draws[1]  # seeded by the space's seed: the same draws
 

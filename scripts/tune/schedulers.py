@@ -53,3 +53,23 @@ def decision_epochs(space: SearchSpace) -> frozenset[int]:
         epochs.add(epoch)
         epoch *= budget.reduction_factor
     return frozenset(epochs)
+
+
+def rungs(space: SearchSpace) -> tuple[int, ...]:
+    """The epochs at which trials are compared: the scheduler's, and the full run's last."""
+    return tuple(sorted(decision_epochs(space) | {space.budget.max_epochs}))
+
+
+def expected_trials(space: SearchSpace) -> int:
+    """About how many trials the budget affords: ``num_samples``, or fewer where
+    ``total_epochs`` runs out first (under ASHA a share ``1/reduction_factor`` of the trials
+    at a rung goes on to the next)."""
+    budget = space.budget
+    if budget.total_epochs is None:
+        return budget.num_samples
+    epochs, previous, share = 0.0, 0, 1.0
+    for rung in (rungs(space) if space.scheduler.name in ("asha", "hyperband")
+                 else (budget.max_epochs,)):
+        epochs += share * (rung - previous)
+        previous, share = rung, share / budget.reduction_factor
+    return max(1, min(budget.num_samples, int(budget.total_epochs / epochs)))

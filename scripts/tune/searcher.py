@@ -30,9 +30,10 @@ from hpsearch.scripts.leaderboard import (
     STATUS_ERRORED,
     finished_status,
 )
+from hpsearch.scripts.rung_sampler import RungTPESampler, startup_points
 from hpsearch.scripts.study import open_journal
-from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR
-from hpsearch.search_spaces.schema import TRIAL_METRICS, SamplerSpec, SearchSpace
+from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR, expected_trials, rungs
+from hpsearch.search_spaces.schema import TRIAL_METRICS, SearchSpace
 from hpsearch.search_spaces.trials import define_by_run, flat_point
 
 logger = logging.getLogger(__name__)
@@ -60,10 +61,17 @@ _SAMPLER_CLASSES = {
 }
 
 
-def make_sampler(spec: SamplerSpec, default_seed: int) -> optuna.samplers.BaseSampler:
-    """Optuna's sampler for ``spec``: the options it sets, Optuna's defaults for the rest."""
+def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The sampler of ``space.sampler``: the options it sets, the defaults for the rest (the
+    seed is the space's). ``rung_tpe`` learns the rungs and start points from the space."""
+    spec = space.sampler
     options = {k: v for k, v in vars(spec).items() if k != "name" and v is not None}
-    options.setdefault("seed", default_seed)
+    options.setdefault("seed", space.seed)
+    if spec.name == "rung_tpe":
+        options.setdefault("min_points",
+                           startup_points(expected_trials(space), len(space.search)))
+        centers = [flat_point(space, point) for point in space.start_points]
+        return RungTPESampler(rungs(space), centers, **options)
     return _SAMPLER_CLASSES[spec.name](**options)
 
 
@@ -98,7 +106,7 @@ class OptunaSearcher(Searcher):
         self.space = space
         self.journal = journal
         self.study_name = study_name
-        self._sampler = make_sampler(space.sampler, space.seed)
+        self._sampler = make_sampler(space)
         self._numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
         self._last_step: dict[str, int] = {}
         self._last_result: dict[str, dict[str, Any]] = {}  # what a failure's tell reuses
@@ -128,6 +136,8 @@ class OptunaSearcher(Searcher):
         trial = self.study.ask()
         define_by_run(trial, self.space)
         trial.set_user_attr("ray_trial_id", trial_id)
+        if isinstance(self._sampler, RungTPESampler):
+            trial.set_user_attr("proposed_by", self._sampler.proposed[trial.number][0])
         self._numbers[trial_id] = trial.number
         self._trials[trial_id] = trial
         return dict(trial.params)
