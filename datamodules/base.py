@@ -69,8 +69,10 @@ def labels_to_tensor(labels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(labels, dtype=np.int64).reshape(-1).copy())
 
 
-def split_train_val(n: int, val_size: int, seed: int, what: str = "") -> tuple[Any, Any]:
-    """Index arrays ``(train_idx, val_idx)`` of a seeded random split of ``n`` samples.
+def split_train_val(n: int, val_size: int, seed: int, what: str = "",
+                    train_subset: int | None = None) -> tuple[Any, Any]:
+    """Index arrays ``(train_idx, val_idx)`` of a seeded random split of ``n`` samples;
+    ``train_subset`` keeps that many of the training ones (drawn by the same permutation).
 
     One function for every dataset derived from the same source, so MNIST images and MNIST
     HOG features with equal ``val_size`` / ``split_seed`` get exactly the same split.
@@ -79,8 +81,12 @@ def split_train_val(n: int, val_size: int, seed: int, what: str = "") -> tuple[A
         raise DataError(
             f"val_size: must be smaller than the {n} training samples{what}, got {val_size}"
         )
+    if train_subset is not None and not 0 < train_subset <= n - val_size:
+        raise DataError(f"train_subset: must be between 1 and the {n - val_size} training "
+                        f"samples left after validation{what}, got {train_subset}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-    return np.sort(perm[val_size:]), np.sort(perm[:val_size])
+    end = n if train_subset is None else val_size + train_subset
+    return np.sort(perm[val_size:end]), np.sort(perm[:val_size])
 
 
 class TensorDataModule(pl.LightningDataModule):

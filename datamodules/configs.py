@@ -40,11 +40,15 @@ def data_key(cfg: Any) -> tuple[tuple[str, Any], ...]:
     )
 
 
-def check_val_size(val_size: int, train_size: int) -> None:
-    """Validation images are carved from ``train_size`` training images: some must be left."""
+def check_val_size(val_size: int, train_size: int, train_subset: int | None = None) -> None:
+    """Validation images are carved from ``train_size`` training images: some must be left,
+    at least ``train_subset`` of them where it is set."""
     if not 0 < val_size < train_size:
         raise ValueError(f"val_size: must be between 1 and {train_size - 1} (of the "
                          f"{train_size:,} training images), got {val_size!r}")
+    if train_subset is not None and not 0 < train_subset <= train_size - val_size:
+        raise ValueError(f"train_subset: must be between 1 and {train_size - val_size:,} (the "
+                         f"training images left after validation), got {train_subset!r}")
 
 
 class DataConfig(BaseModel):

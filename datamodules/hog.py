@@ -31,13 +31,15 @@ class HogMnistConfig(DataConfig):
     name: Literal["hog_mnist"] = "hog_mnist"
     val_size: int = 10_000
     split_seed: int = 0
+    # Train on a seeded subset of this many of the training images (quick runs, the bench).
+    train_subset: Annotated[int, Field(ge=1)] | None = None
     orientations: Annotated[int, Field(gt=0)] = 8
     pixels_per_cell: Annotated[int, Field(ge=1, le=MNIST_SIZE)] = 4
     cells_per_block: Annotated[int, Field(ge=1)] = 1
 
     @model_validator(mode="after")
     def _fits_the_images(self) -> HogMnistConfig:
-        check_val_size(self.val_size, MNIST.train_size)
+        check_val_size(self.val_size, MNIST.train_size, self.train_subset)
         n_cells = MNIST_SIZE // self.pixels_per_cell
         if self.cells_per_block > n_cells:
             raise ValueError(
@@ -125,6 +127,7 @@ class HogMnistDataModule(TensorDataModule):
             self.cfg.val_size,
             self.cfg.split_seed,
             what=f" in {raw.files['train_images']}",
+            train_subset=self.cfg.train_subset,
         )
         train = features[train_idx]
         mean = train.mean(axis=0, dtype=np.float64)

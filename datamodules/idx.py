@@ -14,10 +14,10 @@ import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ClassVar, Literal
+from typing import Annotated, BinaryIO, ClassVar, Literal
 
 import numpy as np
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from .base import Splits, TensorDataModule, labels_to_tensor, pixel_tensor, split_train_val
 from .configs import Augment, DataConfig, check_val_size
@@ -277,10 +277,12 @@ class IdxConfig(DataConfig):
     augment: Augment = 0.0
     val_size: int = 10_000
     split_seed: int = 0
+    # Train on a seeded subset of this many of the training images (quick runs, the bench).
+    train_subset: Annotated[int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _some_training_images_left(self) -> IdxConfig:
-        check_val_size(self.val_size, self.spec.train_size)
+        check_val_size(self.val_size, self.spec.train_size, self.train_subset)
         return self
 
     @property
@@ -311,6 +313,7 @@ class IdxDataModule(TensorDataModule):
             self.cfg.val_size,
             self.cfg.split_seed,
             what=f" in {raw.files['train_images']}",
+            train_subset=self.cfg.train_subset,
         )
         images, labels = raw.train_images, raw.train_labels
         return Splits(

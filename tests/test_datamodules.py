@@ -241,6 +241,16 @@ def test_mnist_split_is_seeded(mnist_dir) -> None:
     assert a.val_x is b.val_x
 
 
+def test_train_subset_keeps_that_many_training_images_and_the_same_validation(mnist_dir):
+    root, _ = mnist_dir
+    full, subset = mnist_dm(root), mnist_dm(root, train_subset=5)
+    assert subset.split_sizes()["train"] == 5
+    assert torch.equal(subset.val_x, full.val_x)  # the validation split does not move
+    assert set(source_index(subset.train_x)) <= set(source_index(full.train_x))
+    with pytest.raises(ValueError, match="train_subset: must be between 1 and"):
+        mnist_dm(root, train_subset=N_TRAIN)
+
+
 def test_val_size_larger_than_training_set_is_a_config_error(mnist_dir) -> None:
     root, _ = mnist_dir
     with pytest.raises(ValueError, match=rf"val_size: must be smaller than the {N_TRAIN}"):
