@@ -266,9 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the parts to run (default: all): training speed, sweep efficiency, "
                     "HOG extraction, GPU paths, search efficiency against random search and "
                     "plain Optuna")
-    bn.add_argument("--search-space", help="the space the search part searches "
-                    "(default: search_spaces/bench_hog_mlp.yaml, the HOG MLP's space as the "
-                    "committed figures measured it)")
+    bn.add_argument("--search-space", help="the one space the search part searches "
+                    "(default: bench_hog_mlp.yaml for --quick; for --full, bench_hog_mlp, "
+                    "bench_mnist_mlp and the held-out bench_fashion_mlp in search_spaces/)")
     bn.add_argument("--out", help="CSV to write (default: results/bench[-PARTS].csv for "
                     "--full, results/bench[-PARTS]-quick.csv otherwise)")
     _add_data_dir(bn)

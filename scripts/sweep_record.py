@@ -43,6 +43,8 @@ class SweepMeta(BaseModel):
     wall_time_s: float = 0.0  # over every run of the sweep
     run_started_at: float | None = None  # the latest run's start (time.time())
     compute: dict[str, float] | None = None  # see scripts.compute.sweep_compute
+    # --warm-start: the folder, its study, the trials carried over and their start points.
+    warm_start: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -62,5 +64,7 @@ class SweepMeta(BaseModel):
                                        "compute": compute})
 
     def to_json(self) -> dict[str, Any]:
-        """The record as ``sweep.json`` holds it."""
-        return self.model_dump(mode="json")
+        """The record as ``sweep.json`` holds it (without ``warm_start`` when there was none,
+        so that the records of earlier sweeps are written back as they were)."""
+        return self.model_dump(mode="json", exclude={"warm_start"} if self.warm_start is None
+                               else None)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hpsearch.scripts.bench.search import rows_csv
+from hpsearch.scripts.bench.search_stats import rows_csv
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The search a one-machine user would write instead of hpsearch: plain Optuna in one
 process, no Ray. The same space, objective and training path (``train()``), TPE with
-Optuna's successive-halving pruner, trials two at a time in threads, and the same budget of
-training epochs. ``hpsearch bench --only search`` runs it as a command of its own, from a
-cold start, as it runs ``hpsearch sweep``:
+Optuna's successive-halving pruner, the space's start points tried first, trials two at a
+time in threads, and the same budget of training epochs. ``hpsearch bench --only search``
+runs it as a command of its own, from a cold start, as it runs ``hpsearch sweep``:
 
     python -m hpsearch.scripts.bench.plain_optuna SPACE.yaml --seed 0 --events events.jsonl
 """
@@ -25,7 +25,7 @@ from hpsearch.datamodules.errors import DataError
 from hpsearch.scripts.train import EpochHistory, train
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import SearchSpace, load_space
-from hpsearch.search_spaces.trials import define_by_run, sampled_params, trial_config
+from hpsearch.search_spaces.trials import define_by_run, flat_point, sampled_params, trial_config
 
 
 class EpochLog:
@@ -47,25 +47,46 @@ class EpochLog:
             return self.epochs >= self.total_epochs
 
 
-class Pruning(pl.Callback):
-    """Reports each epoch's objective so far to Optuna and stops the trial when Optuna's
-    pruner says so, or when the sweep's epoch budget is spent."""
+class EpochSpender(pl.Callback):
+    """Records each trained epoch in the :class:`EpochLog` and stops the trial once the
+    sweep's epoch budget is spent (``spent``)."""
 
-    def __init__(self, trial: optuna.Trial, log: EpochLog) -> None:
+    def __init__(self, trial: int, log: EpochLog) -> None:
         self.trial, self.epoch_log = trial, log
-        self.pruned = False
+        self.spent = False
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         history = next(cb for cb in trainer.callbacks if isinstance(cb, EpochHistory))
         row = history.epochs[-1]
-        self.trial.report(history.best_value, row["epoch"])
-        spent = self.epoch_log.spend({"trial": self.trial.number, "epoch": row["epoch"],
-                                "val_acc": row.get("val_acc"), "best_value": history.best_value,
-                                "reported_at": time.time()})
-        if spent:
-            self.trial.study.stop()
-        if spent or self.trial.should_prune():
-            self.pruned = True
+        self.spent = self.epoch_log.spend({
+            "trial": self.trial, "epoch": row["epoch"], "val_acc": row.get("val_acc"),
+            "best_value": history.best_value, "reported_at": time.time()})
+        self.on_epoch(history, row["epoch"])
+        if self.spent:
+            trainer.should_stop = True
+
+    def on_epoch(self, history: EpochHistory, epoch: int) -> None:
+        """What a subclass does after each epoch is recorded."""
+
+
+class Pruning(EpochSpender):
+    """Reports each epoch's objective so far to Optuna and stops the trial when Optuna's
+    pruner says so, or when the sweep's epoch budget is spent."""
+
+    def __init__(self, trial: optuna.Trial, log: EpochLog) -> None:
+        super().__init__(trial.number, log)
+        self.optuna_trial = trial
+        self.pruned = False
+
+    def on_epoch(self, history: EpochHistory, epoch: int) -> None:
+        self.optuna_trial.report(history.best_value, epoch)
+        if self.spent:
+            self.optuna_trial.study.stop()
+        self.pruned = self.spent or self.optuna_trial.should_prune()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self.pruned:
             trainer.should_stop = True
 
 
@@ -94,6 +115,8 @@ def run(space: SearchSpace, seed: int, events: Path, data_dir: str | None,
         pruner=optuna.pruners.SuccessiveHalvingPruner(
             min_resource=budget.grace_period, reduction_factor=budget.reduction_factor),
     )
+    for point in space.start_points:  # tried first, as hpsearch sweep tries them
+        study.enqueue_trial(flat_point(space, point))
     log = EpochLog(events, budget.total_epochs)
     study.optimize(lambda trial: objective(trial, space, data_dir, log),
                    n_trials=budget.num_samples, n_jobs=jobs,

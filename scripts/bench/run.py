@@ -31,7 +31,6 @@ from hpsearch.datamodules.paths import atomic_write_text
 from hpsearch.scripts.bench.figures import FULL, QUICK, Figure, format_csv, format_table
 from hpsearch.scripts.bench.gpu import bench_gpu
 from hpsearch.scripts.bench.hog_speed import bench_hog
-from hpsearch.scripts.bench.search import SPACE_FILE as SEARCH_SPACE_FILE
 from hpsearch.scripts.bench.search import bench_search
 from hpsearch.scripts.bench.sweep_speed import (
     MIN_VAL_IMAGES,
@@ -79,7 +78,7 @@ def run_bench(quick: bool, out: Path, data_dir: str | None,
         ("sweep", lambda: bench_sweep(data_dir, mode)),
         ("gpu", lambda: bench_gpu(data_dir, mode)),
         ("search", lambda: bench_search(data_dir, quick, out, Figure,
-                                        search_space or SEARCH_SPACE_FILE)),
+                                        [search_space] if search_space else None)),
     ]
     try:
         for part, run in steps:

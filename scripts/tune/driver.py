@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import sys
@@ -74,6 +75,7 @@ from hpsearch.scripts.tune.trackers import TrackerSpec, parse_trackers, tracker_
 from hpsearch.scripts.tune.trainable import run_trial
 from hpsearch.scripts.tune.view import LINES, LIVE, SweepView
 from hpsearch.scripts.uris import join_uri
+from hpsearch.scripts.warm_start import warm_start_points
 from hpsearch.search_spaces.errors import ConfigError
 from hpsearch.search_spaces.schema import SearchSpace
 
@@ -153,6 +155,10 @@ def stored_sweep(exp_dir: Path, opts: SweepOptions) -> SweepMeta:
     if opts.storage is not None and storage_uri(opts.storage) != meta.storage:
         raise ConfigError(f"--storage {opts.storage}: the sweep keeps its storage "
                           f"({meta.storage or 'under the results folder'})")
+    was = (meta.warm_start or {}).get("from")
+    if opts.warm_start is not None and opts.warm_start != was:
+        raise ConfigError(f"--warm-start {opts.warm_start}: a resumed sweep keeps its start "
+                          f"points ({'from ' + was if was else 'no warm start'})")
     meta = meta.model_copy(update={"overrides": stored})
     return meta.model_copy(update={"num_samples": space_from_meta(meta).budget.num_samples})
 
@@ -163,16 +169,18 @@ def _option_value(space: SearchSpace, name: str, part: str) -> Any:
 
 
 def prepare_experiment(
-    space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, exp_dir: Path
+    space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, exp_dir: Path,
+    warm_start: dict[str, Any] | None = None,
 ) -> SweepMeta:
-    """Check the folder holds no other sweep and write the new sweep's record."""
+    """Check the folder holds no other sweep and write the new sweep's record
+    (``warm_start``: where its warm-start points came from)."""
     folder = ExperimentFolder(exp_dir)
     if folder.ray_dir.exists() or folder.leaderboard.exists():
         raise ConfigError(
             f"{exp_dir} already holds a sweep: add --resume to continue it, "
             "or --name NEW for a new one"
         )
-    meta = sweep_meta(space, raw, opts, exp_dir.name)
+    meta = sweep_meta(space, raw, opts, exp_dir.name, warm_start)
     folder.write_meta(meta)
     return meta
 
@@ -186,6 +194,10 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
     exp_dir = experiment_dir(space, opts)
     meta = stored_sweep(exp_dir, opts) if opts.resume else None
     space = space_from_meta(meta) if meta is not None else apply_overrides(space, opts)
+    warm = None
+    if opts.warm_start and meta is None:
+        points, warm = warm_start_points(space, opts.warm_start)
+        space = dataclasses.replace(space, start_points=space.start_points + points)
     check_placement(space)
     if not opts.resume:
         check_storage(storage_uri(opts.storage))
@@ -197,7 +209,8 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
         raise ConfigError(f"{problem}: free some space there (or choose another --results-dir)")
     new_folder = not exp_dir.exists()
     try:
-        return _locked_run(space, raw, opts, exp_dir, meta, data_dir, datamodule, trackers)
+        return _locked_run(space, raw, opts, exp_dir, meta, data_dir, datamodule, trackers,
+                           warm)
     except BaseException as exc:
         if new_folder and not opts.resume:
             _remove_unstarted(exp_dir, whole=isinstance(exc, ObjectiveNotLogged))
@@ -206,7 +219,7 @@ def run_sweep(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions) ->
 
 def _locked_run(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, exp_dir: Path,
                 meta: SweepMeta | None, data_dir: str, datamodule: Any,
-                trackers: list[TrackerSpec]) -> SweepOutcome:
+                trackers: list[TrackerSpec], warm: dict[str, Any] | None) -> SweepOutcome:
     with contextlib.ExitStack() as held:
         # A folder in use is refused before Ray starts; a new one is made only once the
         # cluster is known to hold its trials.
@@ -218,7 +231,7 @@ def _locked_run(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions, 
         if not locked:
             held.enter_context(experiment_lock(exp_dir))
         if meta is None:
-            meta = prepare_experiment(space, raw, opts, exp_dir)
+            meta = prepare_experiment(space, raw, opts, exp_dir, warm)
         else:
             ExperimentFolder(exp_dir).write_meta(meta)
         return _run(space, exp_dir, meta, opts, datamodule, data_dir, joined, trackers)

@@ -86,6 +86,10 @@ class SweepOptions:
                                  "experiment tracker: mlflow[=URI] (default URI: "
                                  "$MLFLOW_TRACKING_URI, else results/<experiment>/mlflow.db) "
                                  "or wandb, comma-separated (default: none)")
+    warm_start: str | None = _option(
+        None, "another experiment's folder (e.g. results/mnist_cnn): its study's best "
+        "configs, mapped onto this space's parameters, are tried first and guide sampler "
+        "rung_tpe as its prior (default: none)", type="existing_dir")
     quiet: bool = _option(False, "print only the summary at the end (default: a live table "
                           "on a terminal, else one line per trial started or finished)",
                           type="flag")
@@ -162,8 +166,9 @@ def storage_uri(storage: str | None) -> str | None:
 
 
 def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions,
-               name: str) -> SweepMeta:
-    """The record of a new sweep of ``space`` (its file's mapping ``raw``) named ``name``."""
+               name: str, warm_start: dict[str, Any] | None = None) -> SweepMeta:
+    """The record of a new sweep of ``space`` (its file's mapping ``raw``) named ``name``;
+    ``warm_start``: where its warm-start points came from, and what they are."""
     from hpsearch.scripts.sweep_record import SweepMeta  # pydantic: not at CLI start-up
 
     return SweepMeta(
@@ -184,6 +189,7 @@ def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions,
         code_version=code_version(),
         study_name=f"{name}-{uuid.uuid4().hex[:8]}",
         storage=storage_uri(opts.storage),
+        warm_start=warm_start,
     )
 
 
@@ -192,6 +198,9 @@ def space_from_meta(meta: SweepMeta) -> SearchSpace:
     from hpsearch.search_spaces.schema import parse_space  # pydantic and torch: not at CLI start-up
 
     stored = parse_space(meta.space, source=meta.space_file)
+    if meta.warm_start:
+        points = tuple(meta.warm_start["start_points"])
+        stored = dataclasses.replace(stored, start_points=stored.start_points + points)
     return apply_overrides(stored, dataclasses.replace(SweepOptions(), **meta.overrides))
 
 
