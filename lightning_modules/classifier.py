@@ -286,9 +286,9 @@ class ClassifierModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.parameters(), self.optim_cfg)
         max_epochs = total_steps = None
-        if self.optim_cfg.schedule == "cosine":
+        if self.optim_cfg.schedule == "cosine" or self.optim_cfg.cycle_ends:
             max_epochs = self.max_epochs or self.trainer.max_epochs
-        elif self.optim_cfg.schedule == "onecycle":
+        if self.optim_cfg.schedule == "onecycle":
             # Spans the configured epochs, not the Trainer's (a re-train that stops at the
             # trial's best epoch must see the same schedule); asked for only when needed,
             # since estimating it loads the train dataloader.

@@ -85,7 +85,9 @@ class OptimConfig(BaseModel):
     ``label_smoothing`` moves that much of each target's probability to a uniform spread over
     the classes (torch's ``CrossEntropyLoss(label_smoothing=...)``; a binary target y becomes
     ``y (1 - s) + s / 2``). It shapes the training loss (``train_loss`` too); validation
-    and test losses stay plain.
+    and test losses stay plain. ``cycle_ends``: epochs at which a decaying schedule completes
+    a cycle and starts the next (a sweep sets them to its scheduler's rungs with
+    ``budget.fair_rungs``, so that each trial is judged at the end of a cycle, not at its peak).
     """
 
     model_config = CONFIG
@@ -99,6 +101,13 @@ class OptimConfig(BaseModel):
     eps: Annotated[float, Field(gt=0)] | None = None
     schedule: ScheduleName = "none"
     label_smoothing: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0
+    cycle_ends: Widths = ()  # positive epochs, in order
+
+    @model_validator(mode="after")
+    def _cycle_ends_increase(self) -> OptimConfig:
+        if list(self.cycle_ends) != sorted(set(self.cycle_ends)):
+            raise ValueError(f"cycle_ends: must increase, got {list(self.cycle_ends)}")
+        return self
 
     @model_validator(mode="after")
     def _nesterov_needs_sgd_momentum(self) -> OptimConfig:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, OneCycleLR
 
 from .configs import OptimConfig
 
@@ -43,6 +43,42 @@ def build_optimizer(params: Iterable[Any], cfg: OptimConfig) -> Optimizer:
     raise ValueError(f"optimizer.name: no factory for optimizer {cfg.name!r}")
 
 
+# torch's OneCycleLR defaults, which the cycles of a one-cycle schedule follow.
+ONECYCLE_PCT_START, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
+
+
+class Cycles:
+    """The learning-rate factor of a schedule run as cycles that end at ``ends`` (in the
+    scheduler's steps) and at ``total``: each cycle a whole cosine decay, or a whole one
+    cycle (warm-up to the peak, then annealing), as the schedule would run over the whole
+    run. A callable object rather than a closure, so that the scheduler's state pickles."""
+
+    def __init__(self, shape: str, ends: tuple[int, ...], total: int) -> None:
+        self.shape = shape
+        self.bounds = (0, *(e for e in ends if 0 < e < total), total)
+
+    def __call__(self, step: int) -> float:
+        i = max(j for j, b in enumerate(self.bounds[:-1]) if b <= min(step, self.bounds[-1] - 1))
+        start, end = self.bounds[i], self.bounds[i + 1]
+        if self.shape == "cosine":
+            progress = min((step - start) / (end - start), 1.0)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return _one_cycle(min(step - start, end - start - 1), end - start)
+
+
+def _annealing_cos(start: float, end: float, pct: float) -> float:
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+
+def _one_cycle(step: int, total: int) -> float:
+    """torch's ``OneCycleLR`` factor (of ``max_lr``) at ``step`` of ``total``, its defaults."""
+    low = 1.0 / ONECYCLE_DIV
+    peak_at = ONECYCLE_PCT_START * total - 1
+    if step <= peak_at:
+        return _annealing_cos(low, 1.0, step / peak_at if peak_at > 0 else 1.0)
+    return _annealing_cos(1.0, low / ONECYCLE_FINAL_DIV, (step - peak_at) / (total - 1 - peak_at))
+
+
 def build_scheduler(
     optimizer: Optimizer,
     cfg: OptimConfig,
@@ -58,6 +94,8 @@ def build_scheduler(
     """
     if cfg.schedule == "none":
         return None
+    if cfg.cycle_ends:
+        return _cycles(optimizer, cfg, max_epochs, total_steps)
     if cfg.schedule == "cosine":
         if not max_epochs or max_epochs < 1:
             raise ValueError(
@@ -77,3 +115,21 @@ def build_scheduler(
         )
         return {"scheduler": scheduler, "interval": "step"}
     raise ValueError(f"optimizer.schedule: no factory for schedule {cfg.schedule!r}")
+
+
+def _cycles(optimizer: Optimizer, cfg: OptimConfig, max_epochs: int | None,
+            total_steps: float | None) -> dict[str, Any]:
+    """``cfg.schedule`` as cycles ending at ``cfg.cycle_ends``: cosine per epoch, one-cycle
+    per optimizer step (``total_steps`` over ``max_epochs`` epochs)."""
+    if not max_epochs or max_epochs < 1:
+        raise ValueError(f"optimizer.cycle_ends: needs a positive max_epochs, got {max_epochs}")
+    if cfg.schedule == "cosine":
+        return {"scheduler": LambdaLR(optimizer, Cycles("cosine", cfg.cycle_ends, max_epochs)),
+                "interval": "epoch"}
+    if total_steps is None or not math.isfinite(total_steps) or total_steps < max_epochs:
+        raise ValueError("optimizer.schedule: 'onecycle' needs a finite number of training "
+                         f"steps (set max_epochs or max_steps), got {total_steps}")
+    per_epoch = int(total_steps) // max_epochs
+    ends = tuple(e * per_epoch for e in cfg.cycle_ends)
+    return {"scheduler": LambdaLR(optimizer, Cycles("onecycle", ends, per_epoch * max_epochs)),
+            "interval": "step"}

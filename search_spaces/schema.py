@@ -68,6 +68,10 @@ class Budget(Frozen):
     # Stop the sweep once its trials have trained this many epochs in all: the same compute
     # for any sampler or scheduler (trials still running then are stopped).
     total_epochs: Annotated[int, Field(ge=1)] | None = None
+    # Run a decaying learning-rate schedule (cosine, one-cycle) as cycles that end at the
+    # scheduler's rungs (asha, hyperband), so that a trial is judged at the end of a cycle
+    # rather than at its peak learning rate (sets optimizer.cycle_ends in each trial's config).
+    fair_rungs: bool = False
 
     @model_validator(mode="after")
     def _grace_within_run(self) -> Budget:

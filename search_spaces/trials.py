@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hpsearch.search_spaces.distributions import ListDist, Param
+from hpsearch.search_spaces.rungs import cycle_ends
 from hpsearch.search_spaces.schema import SECTIONS, SearchSpace
 from hpsearch.search_spaces.train_config import TrainConfig, train_config_from_sections
 
@@ -70,9 +71,13 @@ def _apply(sections: dict[str, dict[str, Any]], param: Param, value: Any) -> Non
 
 
 def trial_config(space: SearchSpace, params: Mapping[str, Any]) -> TrainConfig:
-    """The typed config of one trial: the file's fixed settings plus the drawn values."""
+    """The typed config of one trial: the file's fixed settings plus the drawn values (with
+    ``budget.fair_rungs``, a decaying schedule's cycles end at the rungs)."""
     sections = {s: space.fixed(s) for s in SECTIONS}
     for param in space.search:
         if param.path in params:
             _apply(sections, param, params[param.path])
+    ends = cycle_ends(space)
+    if ends and sections["optimizer"].get("schedule", "none") != "none":
+        sections["optimizer"]["cycle_ends"] = list(ends)
     return train_config_from_sections(sections, max_epochs=space.budget.max_epochs, seed=space.seed)

@@ -29,6 +29,7 @@ from hpsearch.lightning_modules import (
     binary_metrics,
     build_backbone,
     build_optimizer,
+    build_scheduler,
     count_parameters,
     get_preset,
     metrics_from_confusion,
@@ -298,6 +299,49 @@ def test_schedules_change_the_learning_rate(schedule: str) -> None:
     trainer.fit(module, _loader(x, y))
     optimizer = trainer.optimizers[0]
     assert optimizer.param_groups[0]["lr"] < 1e-2 * 0.9
+
+
+def _lr_per_step(optim: OptimConfig, epochs: int, steps_per_epoch: int) -> list[float]:
+    """The learning rate of every optimizer step of a run, as the scheduler sets it."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=optim.lr)
+    config = build_scheduler(optimizer, optim, max_epochs=epochs,
+                             total_steps=epochs * steps_per_epoch)
+    assert config is not None
+    lrs = []
+    for _ in range(epochs):
+        for _ in range(steps_per_epoch):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            if config["interval"] == "step":
+                config["scheduler"].step()
+        if config["interval"] == "epoch":
+            config["scheduler"].step()
+    return lrs
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_cycles_end_at_the_rungs_and_the_last_one_as_the_schedule_does(schedule: str):
+    plain = OptimConfig(lr=0.1, schedule=schedule)
+    cycled = OptimConfig(lr=0.1, schedule=schedule, cycle_ends=(3, 9))
+    lrs = _lr_per_step(cycled, epochs=15, steps_per_epoch=10)
+    by_epoch = [lrs[e * 10:(e + 1) * 10] for e in range(15)]
+    # Each epoch before a rung trains at the end of its cycle (low), the next restarts it.
+    for rung in (3, 9):
+        assert by_epoch[rung - 1][-1] < 0.3 * 0.1 < max(by_epoch[rung] + by_epoch[rung + 1])
+    # Cycle by cycle, the same shape as the whole schedule over a run of that length.
+    first = _lr_per_step(plain, epochs=3, steps_per_epoch=10)
+    assert lrs[:30] == pytest.approx(first, rel=1e-6, abs=1e-9)
+    last = _lr_per_step(plain, epochs=6, steps_per_epoch=10)
+    assert lrs[90:] == pytest.approx(last, rel=1e-6, abs=1e-9)
+    # Without cycle_ends, nothing changes: torch's own schedulers.
+    assert type(build_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1),
+                                plain, max_epochs=15, total_steps=150)["scheduler"]).__name__ \
+        in ("CosineAnnealingLR", "OneCycleLR")
+
+
+def test_cycle_ends_must_increase():
+    with pytest.raises(ValidationError, match="cycle_ends: must increase"):
+        OptimConfig(schedule="cosine", cycle_ends=(9, 3))
 
 
 # --------------------------------------------------------------------------- training

@@ -14,8 +14,8 @@ from optuna.trial import TrialState
 
 from hpsearch.scripts.rung_sampler import MODEL, PRIOR, RANDOM, START, RungTPESampler
 from hpsearch.scripts.study import open_journal
-from hpsearch.scripts.tune.schedulers import expected_trials, rungs
 from hpsearch.scripts.tune.searcher import OptunaSearcher, make_sampler
+from hpsearch.search_spaces.rungs import expected_trials, rungs
 from hpsearch.search_spaces.schema import parse_space
 
 RUNGS = (1, 2, 4)

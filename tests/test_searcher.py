@@ -15,11 +15,12 @@ from optuna.trial import TrialState
 from hpsearch.scripts.leaderboard import rank_rows
 from hpsearch.scripts.pareto import pareto_ranks
 from hpsearch.scripts.study import open_journal
-from hpsearch.scripts.tune.schedulers import decision_epochs, make_scheduler
+from hpsearch.scripts.tune.schedulers import make_scheduler
 from hpsearch.scripts.tune.searcher import OptunaSearcher, make_sampler, objective_values
 from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.rungs import decision_epochs
 from hpsearch.search_spaces.schema import Objective, parse_space
-from hpsearch.search_spaces.trials import sampled_params
+from hpsearch.search_spaces.trials import sampled_params, trial_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -257,3 +258,17 @@ def test_leaderboard_ranks_by_pareto_rank_then_the_first_objective():
     assert [r["trial_id"] for r in ranked] == ["big", "small", "dominated", "broken"]
     assert [r.get("pareto_rank") for r in ranked] == [0, 0, 1, None]
     assert [r["rank"] for r in ranked] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("scheduler, fair, ends", [
+    ("asha", True, [1, 2]), ("asha", False, None), ("median", True, None), ("none", True, None),
+])
+def test_fair_rungs_end_a_decaying_schedule_s_cycles_at_the_rungs(scheduler, fair, ends):
+    space = _space(scheduler=scheduler, budget={"num_samples": 4, "max_epochs": 4,
+                                                "grace_period": 1, "fair_rungs": fair},
+                   search={"optimizer.schedule": {"type": "choice",
+                                                  "values": ["none", "cosine", "onecycle"]}})
+    for schedule in ("cosine", "onecycle"):
+        cfg = trial_config(space, {"optimizer.schedule": schedule})
+        assert list(cfg.optim.cycle_ends) == (ends or [])
+    assert trial_config(space, {"optimizer.schedule": "none"}).optim.cycle_ends == ()

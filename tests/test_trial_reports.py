@@ -15,8 +15,9 @@ import pytorch_lightning as pl
 
 from hpsearch.scripts.train import EpochHistory, train
 from hpsearch.scripts.tune import trainable
-from hpsearch.scripts.tune.schedulers import decision_epochs, make_scheduler
+from hpsearch.scripts.tune.schedulers import make_scheduler
 from hpsearch.scripts.tune.trainable import TuneReporter
+from hpsearch.search_spaces.rungs import decision_epochs
 from hpsearch.search_spaces.schema import parse_space
 from hpsearch.search_spaces.train_config import train_config_from_sections
 

@@ -35,6 +35,7 @@ from hpsearch.scripts.bench.plain_optuna import EpochLog, EpochSpender
 from hpsearch.scripts.train import EpochHistory, train
 from hpsearch.search_spaces.distributions import ListDist
 from hpsearch.search_spaces.errors import ConfigError
+from hpsearch.search_spaces.rungs import expected_trials
 from hpsearch.search_spaces.schema import SearchSpace, load_space
 from hpsearch.search_spaces.trials import flat_point, sampled_params, trial_config
 
@@ -83,8 +84,6 @@ def run(space: SearchSpace, seed: int, events: Path, data_dir: str | None,
     """Ask SMAC for trials until the epoch budget is spent; returns the trials run."""
     from smac import MultiFidelityFacade, Scenario
     from smac.runhistory.dataclasses import TrialValue
-
-    from hpsearch.scripts.tune.schedulers import expected_trials
 
     budget = space.budget
     if budget.total_epochs is None:

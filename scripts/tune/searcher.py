@@ -32,7 +32,8 @@ from hpsearch.scripts.leaderboard import (
 )
 from hpsearch.scripts.rung_sampler import RungTPESampler, startup_points
 from hpsearch.scripts.study import open_journal
-from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR, expected_trials, rungs
+from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR
+from hpsearch.search_spaces.rungs import expected_trials, rungs
 from hpsearch.search_spaces.schema import TRIAL_METRICS, SearchSpace
 from hpsearch.search_spaces.trials import define_by_run, flat_point
 

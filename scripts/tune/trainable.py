@@ -24,7 +24,8 @@ from hpsearch.scripts.tune.cluster import current_node_id
 from hpsearch.scripts.tune.data import DataHandle, trial_datamodule
 from hpsearch.scripts.tune.driver_watch import DriverIdentity, stop_if_driver_gone, watch_driver
 from hpsearch.scripts.tune.internals import ReportSender
-from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR, decision_epochs
+from hpsearch.scripts.tune.schedulers import OBJECTIVE_SO_FAR
+from hpsearch.search_spaces.rungs import decision_epochs
 from hpsearch.search_spaces.schema import SearchSpace
 from hpsearch.search_spaces.train_config import TrainConfig
 from hpsearch.search_spaces.trials import sampled_params, trial_config
