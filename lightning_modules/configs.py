@@ -140,15 +140,17 @@ class ModelConfig(BaseModel):
     Two classes make the head one logit for the positive class (sigmoid BCE), whatever the
     family. ``threshold_rule``: ``fixed`` tests at ``threshold``; ``youden`` or ``f1`` test at
     the threshold that maximises Youden's J or the F1 on the validation split, reported beside
-    the figures at ``threshold``. Validation metrics during training stay at ``threshold``.
-    Each family checks that it fits the data in :meth:`check_data`.
+    the figures at ``threshold``; ``youden_smooth`` at the maximum of Youden's J of the
+    kernel-smoothed validation ROC (steadier when the validation AUC is near 1). Validation
+    metrics during training stay at ``threshold``. Each family checks that it fits the data
+    in :meth:`check_data`.
     """
 
     model_config = CONFIG
 
     family: str
     threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
-    threshold_rule: Literal["fixed", "youden", "f1"] = "fixed"
+    threshold_rule: Literal["fixed", "youden", "youden_smooth", "f1"] = "fixed"
 
     def check_data(self, input_shape: tuple[int, ...], where: str) -> None:
         """Raise ``ValueError`` (its message starting with the key) if this model cannot be

@@ -36,7 +36,7 @@ from hpsearch.search_spaces.train_config import TrainConfig
 REPRODUCE_TOLERANCE = 0.005
 # The scalar test metrics that are repeated per seed and summarised over the seeds.
 SCALAR_TEST_METRICS = ("accuracy", "macro_f1", "f1", "auc", "loss", "sensitivity", "specificity",
-                       "fixed_threshold_accuracy", "fixed_threshold_f1")
+                       "threshold", "fixed_threshold_accuracy", "fixed_threshold_f1")
 
 
 @dataclass(frozen=True)

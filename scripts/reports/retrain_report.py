@@ -19,6 +19,8 @@ from hpsearch.scripts.reports.format import format_parameter_table, render_table
 from hpsearch.scripts.train import TrainResult
 
 THRESHOLD_RULES = {"youden": "Youden's J (sensitivity + specificity - 1)",
+                   "youden_smooth": "Youden's J (sensitivity + specificity - 1) of the "
+                                    "kernel-smoothed ROC",
                    "f1": "the positive class's F1"}
 
 
