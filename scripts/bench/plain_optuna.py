@@ -124,15 +124,21 @@ def run(space: SearchSpace, seed: int, events: Path, data_dir: str | None,
     return study
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hpsearch.scripts.bench.plain_optuna",
-                                     description=__doc__.splitlines()[0])
+def baseline_parser(module: str, description: str, seeded: str) -> argparse.ArgumentParser:
+    """The command line of a one-process baseline of the search bench (``seeded``: what its
+    ``--seed`` seeds)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
     parser.add_argument("space", help="search-space YAML file with budget.total_epochs")
-    parser.add_argument("--seed", type=int, default=0, help="TPE's seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help=f"{seeded}'s seed (default 0)")
     parser.add_argument("--events", required=True, help="JSON-lines file of trained epochs")
     parser.add_argument("--data-dir", default=None, help="folder holding the datasets")
     parser.add_argument("--jobs", type=int, default=2, help="trials at a time (default 2)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = baseline_parser(__spec__.name if __spec__ else __name__,
+                           __doc__.splitlines()[0], "TPE").parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = run(load_space(args.space), args.seed, Path(args.events), args.data_dir, args.jobs)
     states = [t.state.name.lower() for t in study.trials]

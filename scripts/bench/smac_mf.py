@@ -10,7 +10,6 @@ SMAC's additional initial configs. ``hpsearch bench --only search`` runs it as a
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import tempfile
 import threading
@@ -31,7 +30,7 @@ from ConfigSpace import (
     Integer,
 )
 
-from hpsearch.scripts.bench.plain_optuna import EpochLog, EpochSpender
+from hpsearch.scripts.bench.plain_optuna import EpochLog, EpochSpender, baseline_parser
 from hpsearch.scripts.train import EpochHistory, train
 from hpsearch.search_spaces.distributions import ListDist
 from hpsearch.search_spaces.errors import ConfigError
@@ -142,14 +141,8 @@ def run(space: SearchSpace, seed: int, events: Path, data_dir: str | None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hpsearch.scripts.bench.smac_mf",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("space", help="search-space YAML file with budget.total_epochs")
-    parser.add_argument("--seed", type=int, default=0, help="SMAC's seed (default 0)")
-    parser.add_argument("--events", required=True, help="JSON-lines file of trained epochs")
-    parser.add_argument("--data-dir", default=None, help="folder holding the datasets")
-    parser.add_argument("--jobs", type=int, default=2, help="trials at a time (default 2)")
-    args = parser.parse_args(argv)
+    args = baseline_parser(__spec__.name if __spec__ else __name__,
+                           __doc__.splitlines()[0], "SMAC").parse_args(argv)
     trials = run(load_space(args.space), args.seed, Path(args.events), args.data_dir,
                  args.jobs)
     print(f"{trials} trials")
