@@ -241,9 +241,9 @@ def bench_search(data_dir: str | None, quick: bool, out: Path, figure: Any,
         stem = out.parent / f"search-curves-{space.stem}{suffix}"
         rows = curves(runs, names, mode.total_epochs)
         atomic_write_text(stem.with_suffix(".csv"), rows_csv(rows))
-        target = search_target(runs)
-        if not math.isnan(target):
-            plot_curves(rows, target, stem.with_suffix(".png"),
+        targets = {setting: search_target(runs, setting) for setting in SETTINGS}
+        if not any(math.isnan(t) for t in targets.values()):
+            plot_curves(rows, targets, stem.with_suffix(".png"),
                         {m.name: m.label for m in METHODS})
         print(f"Anytime curves: {stem}.csv, {stem}.png", flush=True)
     return figures

@@ -94,10 +94,10 @@ def paired_ratios(mine: Sequence[float], theirs: Sequence[float], never: float) 
     return [cap(a) / cap(b) for a, b in zip(mine, theirs, strict=True)]
 
 
-def search_target(runs: Sequence[Run]) -> float:
-    """The accuracy to reach: the median final best of random search without stopping and
-    without start points."""
-    return median([r.final_best for r in runs if (r.method, r.setting) == (RANDOM, ALONE)])
+def search_target(runs: Sequence[Run], setting: str = ALONE) -> float:
+    """The accuracy to reach in ``setting``: the median final best of random search without
+    stopping in that setting (with the start points, random search after trying them)."""
+    return median([r.final_best for r in runs if (r.method, r.setting) == (RANDOM, setting)])
 
 
 def _by_seed(runs: Sequence[Run], method: str, setting: str) -> dict[int, Run]:
@@ -110,10 +110,10 @@ def space_figures(runs: Sequence[Run], methods: Sequence[str], total_epochs: int
     to the target beside random + ASHA's, with the paired ratio and its interval; the new
     method's targets judged where ``judged``."""
     space = runs[0].space
-    target = search_target(runs)
     never = 2.0 * total_epochs
     figures = []
     for setting in (ALONE, START):
+        target = search_target(runs, setting)
         base = _by_seed(runs, ASHA, setting)
         for method in methods:
             mine = _by_seed(runs, method, setting)
@@ -153,7 +153,7 @@ def _epoch_target(runs: Sequence[Run], method: str, setting: str, epochs: list[f
         return "", None
     if setting == START:
         return "< random+asha", median(epochs) < median(base_epochs)
-    randoms = [to_target(r, target)[0] for r in _by_seed(runs, RANDOM, ALONE).values()]
+    randoms = [to_target(r, target)[0] for r in _by_seed(runs, RANDOM, setting).values()]
     within_third = median(epochs) <= MAX_VS_RANDOM * median(randoms)
     faster = median(ratios) <= MAX_VS_ASHA and hi < 1.0
     return (f"<= 1/3 random ({median(randoms):g}); <= {MAX_VS_ASHA}x random+asha, CI < 1",
@@ -202,7 +202,7 @@ def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def plot_curves(rows: Sequence[dict[str, Any]], target: float, path: Path,
+def plot_curves(rows: Sequence[dict[str, Any]], targets: dict[str, float], path: Path,
                 labels: dict[str, str]) -> None:
     """One space's anytime curves, without and with start points: the median best val_acc
     against cumulative training epochs (the band: quartiles over seeds)."""
@@ -222,6 +222,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], target: float, path: Path,
             line, = ax.plot(xs, [r["best_median"] for r in mine], label=label)
             ax.fill_between(xs, [r["best_q25"] for r in mine], [r["best_q75"] for r in mine],
                             color=line.get_color(), alpha=0.12)
+        target = targets[setting]
         ax.axhline(target, color="k", linestyle=":", linewidth=1,
                    label=f"target {target:.4f}: random's median final best")
         ax.set_title(title)
@@ -230,7 +231,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], target: float, path: Path,
     axes[0].set_ylabel("best validation accuracy so far")
     lows = [r["best_q25"] for r in rows if r["epochs"] >= 16]  # past the first few trials
     if lows:
-        axes[0].set_ylim(max(min(lows), target - 0.03), None)
+        axes[0].set_ylim(max(min(lows), min(targets.values()) - 0.03), None)
     axes[1].legend(loc="lower right", fontsize=8)
     space = rows[0]["space"] if rows else ""
     fig.suptitle(f"Search efficiency on {space} (median and quartiles over seeds)")
