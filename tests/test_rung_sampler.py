@@ -12,7 +12,14 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpsearch.scripts.rung_sampler import MODEL, PRIOR, RANDOM, START, RungTPESampler
+from hpsearch.scripts.rung_sampler import (
+    MODEL,
+    PRIOR,
+    RANDOM,
+    START,
+    RungTPESampler,
+    startup_points,
+)
 from hpsearch.scripts.study import open_journal
 from hpsearch.scripts.tune.searcher import OptunaSearcher, make_sampler
 from hpsearch.search_spaces.rungs import expected_trials, rungs
@@ -155,6 +162,8 @@ def test_the_budget_sizes_the_random_start_up():
     # 1 + 1/2 + 2/4 + 4/8 = 2.5 epochs a trial under ASHA: about 51 trials.
     assert expected_trials(space) == 51
     assert make_sampler(space).min_points == 3  # 2 parameters + 1
+    assert startup_points(51, dims=10) == 5  # a tenth of the trials, under 10 + 1
+    assert startup_points(200, dims=8) == 9 and startup_points(12, dims=20) == 3
     few = parse_space({
         "experiment": "t", "data": {"name": "mnist"}, "model": {"family": "mlp"},
         "search": {"model.dropout": {"type": "float", "low": 0.0, "high": 0.5}},
