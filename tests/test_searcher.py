@@ -5,6 +5,7 @@ ranks and the pinned versions. No Ray cluster: the searcher is driven as Tune dr
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 
@@ -272,3 +273,15 @@ def test_fair_rungs_end_a_decaying_schedule_s_cycles_at_the_rungs(scheduler, fai
         cfg = trial_config(space, {"optimizer.schedule": schedule})
         assert list(cfg.optim.cycle_ends) == (ends or [])
     assert trial_config(space, {"optimizer.schedule": "none"}).optim.cycle_ends == ()
+
+
+def test_a_fair_rungs_trial_config_round_trips_for_retrain():
+    space = _space(budget={"num_samples": 4, "max_epochs": 8, "grace_period": 2,
+                           "fair_rungs": True},
+                   optimizer={"name": "adam", "schedule": "onecycle"})
+    cfg = trial_config(space, {})
+    assert cfg.optim.cycle_ends == (2, 4)
+    from hpsearch.search_spaces.train_config import TrainConfig
+
+    again = TrainConfig.from_dict(json.loads(cfg.to_json()))
+    assert again == cfg and again.optim.cycle_ends == (2, 4)
