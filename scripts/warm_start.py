@@ -32,7 +32,10 @@ def _fit(value: Any, dist: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     clipped = min(max(value, dist.low), dist.high)
-    return int(round(clipped)) if dist.type == "int" else float(clipped)
+    if dist.type == "float":
+        return float(clipped)
+    on_grid = dist.low + round((clipped - dist.low) / dist.step) * dist.step  # Optuna's steps
+    return int(min(on_grid, dist.high))
 
 
 def _mapped(param: Param, flat: Mapping[str, Any]) -> Any:

@@ -70,6 +70,10 @@ def test_a_trial_maps_onto_the_shared_parameters_clipped_into_this_space():
     # optimizers, so it and the momentum that depends on sgd are left to the search; the
     # lr is clipped to 1e-2; kernel_size and dropout are not shared.
     assert map_point(space, theirs) == {"model.hidden": [512, 300], "optimizer.lr": 0.01}
+    stepped = _space({"model.hidden": {"type": "list", "length": 1, "each": {
+        "type": "int", "low": 64, "high": 512, "step": 64}}})
+    assert map_point(stepped, {"model.hidden.length": 1, "model.hidden.0": 300}) == {
+        "model.hidden": [320]}  # on the space's grid of 64, 128, ...
     sgd = map_point(space, {**theirs, "optimizer.name": "sgd"})
     assert sgd["optimizer.name"] == "sgd" and sgd["optimizer.momentum"] == 0.9
 
