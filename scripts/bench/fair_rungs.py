@@ -25,7 +25,7 @@ from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.study import load_study
 from hpsearch.scripts.train import EpochHistory, train
 from hpsearch.scripts.tune.options import space_from_meta
-from hpsearch.search_spaces.rungs import decision_epochs
+from hpsearch.search_spaces.rungs import cycle_ends, decision_epochs
 from hpsearch.search_spaces.train_config import TrainConfig
 
 DECAYING = ("cosine", "onecycle")
@@ -62,7 +62,7 @@ def measure(folder: Path, data_dir: str | None) -> list[dict[str, Any]]:
     board = ExperimentFolder(folder).read_leaderboard().set_index("trial_id")
     fair = dataclasses.replace(space, budget=space.budget.model_copy(update={"fair_rungs": True}))
     rung = min(decision_epochs(space))
-    ends = tuple(r for r in sorted(decision_epochs(fair)) if r < space.budget.max_epochs)
+    ends = cycle_ends(fair)
     for trial in trials:
         trial["after"] = trial["before"]
         if trial["schedule"] not in DECAYING:
