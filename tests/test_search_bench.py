@@ -144,6 +144,7 @@ def test_each_method_searches_a_valid_space_with_the_same_epoch_budget(mode, spa
             assert space.budget.total_epochs == mode.total_epochs and space.seed == 3
             assert bool(space.start_points) == (setting == START)
             assert space.data["train_subset"] == mode.train_subset
+            assert space.budget.fair_rungs == method.fair_rungs
             if method.sampler:
                 assert (space.sampler.name, space.scheduler.name) == (method.sampler,
                                                                       method.scheduler)

@@ -63,6 +63,7 @@ class Method:
     sampler: str = ""  # for hpsearch sweep
     scheduler: str = ""
     command: str = "hpsearch"  # or the module of a one-process baseline
+    fair_rungs: bool = False  # budget.fair_rungs: decaying schedules run in cycles ending at rungs
 
 
 METHODS = (
@@ -74,6 +75,9 @@ METHODS = (
            command="hpsearch.scripts.bench.smac_mf"),
     Method("optuna", "plain Optuna: TPE + successive halving, one process",
            command="hpsearch.scripts.bench.plain_optuna"),
+    # The start points' cosine and one-cycle schedules are judged mid-schedule at ASHA's
+    # rungs; with fair rungs, at the end of a cycle (added after the first two spaces ran).
+    Method("tpe+asha+fair", "TPE + ASHA, fair rungs", "tpe", "asha", fair_rungs=True),
 )
 SETTINGS = (ALONE, START)
 
@@ -103,6 +107,8 @@ def bench_space(mode: SearchMode, method: Method, setting: str, seed: int,
     raw["experiment"] = f"search-{method.name}-{setting}-{seed}"
     raw["budget"] = {"num_samples": 1000, "max_epochs": mode.max_epochs, "grace_period": 1,
                      "reduction_factor": 2, "total_epochs": mode.total_epochs}
+    if method.fair_rungs:
+        raw["budget"]["fair_rungs"] = True
     raw["sampler"] = {"name": method.sampler or "tpe"}
     raw["scheduler"] = {"name": method.scheduler or "asha"}
     raw["seed"] = seed
