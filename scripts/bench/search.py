@@ -69,7 +69,7 @@ class Method:
 METHODS = (
     Method("random", "random, no early stopping", "random", "none"),
     Method("random+asha", "random + ASHA", "random", "asha"),
-    Method("tpe+asha", "TPE + ASHA (the default before rung_tpe)", "tpe", "asha"),
+    Method("tpe+asha", "TPE + ASHA (the default)", "tpe", "asha"),
     Method("rung_tpe+asha", "rung_tpe + ASHA", "rung_tpe", "asha"),
     Method("smac", "SMAC multi-fidelity (random forest + Hyperband), one process",
            command="hpsearch.scripts.bench.smac_mf"),
