@@ -71,7 +71,8 @@ class Budget(Frozen):
     # Run a decaying learning-rate schedule (cosine, one-cycle) as cycles that end at the
     # scheduler's rungs (asha, hyperband), so that a trial is judged at the end of a cycle
     # rather than at its peak learning rate (sets optimizer.cycle_ends in each trial's config).
-    fair_rungs: bool = False
+    # On by default: with start points it paid in the search bench (results/PERFORMANCE.md).
+    fair_rungs: bool = True
 
     @model_validator(mode="after")
     def _grace_within_run(self) -> Budget:

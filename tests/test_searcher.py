@@ -285,3 +285,24 @@ def test_a_fair_rungs_trial_config_round_trips_for_retrain():
 
     again = TrainConfig.from_dict(json.loads(cfg.to_json()))
     assert again == cfg and again.optim.cycle_ends == (2, 4)
+
+
+def test_fair_rungs_are_the_default_but_not_for_a_sweep_recorded_before(tmp_path: Path):
+    from hpsearch.scripts.experiment_folder import ExperimentFolder
+    from hpsearch.scripts.tune.options import SweepOptions, space_from_meta, sweep_meta
+
+    budget = {"num_samples": 4, "max_epochs": 8, "grace_period": 2}
+    raw = {**copy.deepcopy(BASE), "budget": budget,
+           "optimizer": {"name": "adam", "schedule": "cosine"}}
+    space = parse_space(raw, "t.yaml")
+    assert space.budget.fair_rungs and trial_config(space, {}).optim.cycle_ends == (2, 4)
+    folder = ExperimentFolder(tmp_path)
+    meta = sweep_meta(space, raw, SweepOptions(), "new")
+    assert meta.space["budget"]["fair_rungs"] is True  # stored as resolved
+    folder.write_meta(meta)
+    assert space_from_meta(folder.read_meta()).budget.fair_rungs
+    # A sweep.json written before fair rungs were the default has no such key: it ran without.
+    old = meta.model_copy(update={"space": {**meta.space, "budget": budget}})
+    folder.write_meta(old)
+    resumed = space_from_meta(folder.read_meta())
+    assert not resumed.budget.fair_rungs and trial_config(resumed, {}).optim.cycle_ends == ()

@@ -106,9 +106,8 @@ def bench_space(mode: SearchMode, method: Method, setting: str, seed: int,
         raw.pop("start_points", None)
     raw["experiment"] = f"search-{method.name}-{setting}-{seed}"
     raw["budget"] = {"num_samples": 1000, "max_epochs": mode.max_epochs, "grace_period": 1,
-                     "reduction_factor": 2, "total_epochs": mode.total_epochs}
-    if method.fair_rungs:
-        raw["budget"]["fair_rungs"] = True
+                     "reduction_factor": 2, "total_epochs": mode.total_epochs,
+                     "fair_rungs": method.fair_rungs}
     raw["sampler"] = {"name": method.sampler or "tpe"}
     raw["scheduler"] = {"name": method.scheduler or "asha"}
     raw["seed"] = seed

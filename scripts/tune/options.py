@@ -174,7 +174,9 @@ def sweep_meta(space: SearchSpace, raw: Mapping[str, Any], opts: SweepOptions,
     return SweepMeta(
         experiment=name,
         space_file=space.source,
-        space=dict(raw),
+        # fair_rungs stored as resolved: a record without it is from before it became the default
+        space={**raw, "budget": {**(raw.get("budget") or {}),
+                                 "fair_rungs": space.budget.fair_rungs}},
         overrides={k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None},
         objective=space.objective,
         objectives=space.objectives,
@@ -197,7 +199,9 @@ def space_from_meta(meta: SweepMeta) -> SearchSpace:
     """The space a stored sweep ran: its file's contents with the command-line overrides."""
     from hpsearch.search_spaces.schema import parse_space  # pydantic and torch: not at CLI start-up
 
-    stored = parse_space(meta.space, source=meta.space_file)
+    budget = meta.space.get("budget") or {}
+    raw = {**meta.space, "budget": {"fair_rungs": False, **budget}}  # see sweep_meta
+    stored = parse_space(raw, source=meta.space_file)
     if meta.warm_start:
         points = tuple(meta.warm_start["start_points"])
         stored = dataclasses.replace(stored, start_points=stored.start_points + points)
