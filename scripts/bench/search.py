@@ -69,7 +69,7 @@ class Method:
 METHODS = (
     Method("random", "random, no early stopping", "random", "none"),
     Method("random+asha", "random + ASHA", "random", "asha"),
-    Method("tpe+asha", "TPE + ASHA (the default)", "tpe", "asha"),
+    Method("tpe+asha", "TPE + ASHA, no fair rungs", "tpe", "asha"),
     Method("rung_tpe+asha", "rung_tpe + ASHA", "rung_tpe", "asha"),
     Method("smac", "SMAC multi-fidelity (random forest + Hyperband), one process",
            command="hpsearch.scripts.bench.smac_mf"),
@@ -77,7 +77,7 @@ METHODS = (
            command="hpsearch.scripts.bench.plain_optuna"),
     # The start points' cosine and one-cycle schedules are judged mid-schedule at ASHA's
     # rungs; with fair rungs, at the end of a cycle (added after the first two spaces ran).
-    Method("tpe+asha+fair", "TPE + ASHA, fair rungs", "tpe", "asha", fair_rungs=True),
+    Method("tpe+asha+fair", "TPE + ASHA, fair rungs (the default)", "tpe", "asha", fair_rungs=True),
 )
 SETTINGS = (ALONE, START)
 
