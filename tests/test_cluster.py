@@ -211,7 +211,9 @@ class LocalCluster:
             env=self.node_env(), capture_output=True, text=True, timeout=START_TIMEOUT_S,
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        ids = {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+        # Ray may print a warning (lagging heartbeats under load) after the JSON line
+        line = next(x for x in reversed(proc.stdout.splitlines()) if x.startswith("{"))
+        ids = {int(k): v for k, v in json.loads(line).items()}
         for node in live:
             assert node.node_manager_port in ids, (ids, self.logs())
             node.node_id = ids[node.node_manager_port]
