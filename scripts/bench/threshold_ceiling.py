@@ -75,10 +75,11 @@ def measure(folder: Path, seeds: int, data_dir: str | None) -> list[dict[str, An
     from hpsearch.search_spaces.errors import replaced
 
     cfg, epochs, info = resolve_run(folder, RetrainOptions(data_dir=data_dir))
+    metric, mode = info["objective"]["metric"], info["objective"]["mode"]
     rows = []
     for seed in range(cfg.seed, cfg.seed + seeds):
         result = train(replaced(cfg, seed=seed), data_dir=data_dir, run_test=True,
-                       stop_after=epochs, history=EpochHistory(**info["objective"]))
+                       stop_after=epochs, history=EpochHistory(metric, mode))
         module = result.module
         test = (np.asarray(module.test_scores), np.asarray(module.test_targets))
         rows.append(seed_row(seed, validation_scores(module, result.datamodule), test,
