@@ -49,8 +49,9 @@ AIMS: dict[tuple[str, str], dict[str, float]] = {
     ("mnist", "mlp"): {"acc": 0.988},
     ("hog_mnist", "mlp"): {"acc": 0.990},
     ("mnist", "cnn"): {"acc": 0.995},
-    ("fashion_mnist", "cnn"): {"acc": 0.93},
-    ("pneumonia", "cnn"): {"acc": 0.90, "auc": 0.96},
+    # Zalando's best CNN without augmentation is 0.934.
+    ("fashion_mnist", "cnn"): {"acc": 0.935},
+    ("pneumonia", "cnn"): {"acc": 0.91, "auc": 0.97},
 }
 
 ACCURACY_PLOT = "accuracy_vs_params.png"
