@@ -44,3 +44,12 @@ def test_no_threshold_beats_the_best_on_the_test_set():
     for key in ("accuracy", "accuracy_at_0.5", "em_accuracy"):
         assert row[key] <= row["best_test_accuracy"]
     assert 0.7 < row["test_auc"] < 0.8  # two unit Gaussians one apart: AUC 0.76
+
+
+def test_the_rows_are_written_as_a_csv_and_the_path_is_said(tmp_path, capsys):
+    from hpsearch.scripts.bench.search_stats import write_rows_csv
+
+    path = tmp_path / "ceiling.csv"
+    write_rows_csv(path, [{"seed": 0, "accuracy": 0.5}, {"seed": 1, "accuracy": 0.75}])
+    assert path.read_text() == "seed,accuracy\n0,0.5\n1,0.75\n"
+    assert f"Written to {path}" in capsys.readouterr().out

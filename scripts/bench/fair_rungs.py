@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hpsearch.scripts.bench.search_stats import rows_csv
+from hpsearch.scripts.bench.search_stats import write_rows_csv
 from hpsearch.scripts.experiment_folder import ExperimentFolder
 from hpsearch.scripts.study import load_study
 from hpsearch.scripts.train import EpochHistory, train
@@ -90,17 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="CSV to write (default: results/fair-rungs-NAME.csv)")
     parser.add_argument("--data-dir", default=None, help="folder holding the datasets")
     args = parser.parse_args(argv)
-    from hpsearch.datamodules.paths import atomic_write_text
-
     folder = Path(args.folder)
     trials = measure(folder, args.data_dir)
     for schedule in sorted({t["schedule"] for t in trials}):
         mine = [t for t in trials if t["schedule"] == schedule]
         print(f"{schedule}: {sum(t['passes_before'] for t in mine)} of {len(mine)} pass the "
               f"first rung before, {sum(t['passes_after'] for t in mine)} with fair rungs")
-    out = Path(args.out or f"results/fair-rungs-{folder.name}.csv")
-    atomic_write_text(out, rows_csv(trials))
-    print(f"Written to {out}")
+    write_rows_csv(Path(args.out or f"results/fair-rungs-{folder.name}.csv"), trials)
     return 0
 
 

@@ -202,6 +202,14 @@ def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+def write_rows_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``rows`` to ``path`` as a CSV, whole or not at all, and say where."""
+    from hpsearch.datamodules.paths import atomic_write_text
+
+    atomic_write_text(path, rows_csv(rows))
+    print(f"Written to {path}")
+
+
 def plot_curves(rows: Sequence[dict[str, Any]], targets: dict[str, float], path: Path,
                 labels: dict[str, str]) -> None:
     """One space's anytime curves, without and with start points: the median best val_acc

@@ -97,8 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="CSV to write (default: results/threshold-ceiling-NAME.csv)")
     parser.add_argument("--data-dir", default=None, help="folder holding the datasets")
     args = parser.parse_args(argv)
-    from hpsearch.datamodules.paths import atomic_write_text
-    from hpsearch.scripts.bench.search_stats import rows_csv
+    from hpsearch.scripts.bench.search_stats import write_rows_csv
 
     folder = Path(args.folder)
     rows = measure(folder, args.seeds, args.data_dir)
@@ -106,9 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "best_test_threshold", "em_test_prior", "em_accuracy"):
         values = [row[key] for row in rows]
         print(f"{key}: mean {np.mean(values):.4f}, range {min(values):.4f}-{max(values):.4f}")
-    out = Path(args.out or f"results/threshold-ceiling-{folder.name}.csv")
-    atomic_write_text(out, rows_csv(rows))
-    print(f"Written to {out}")
+    write_rows_csv(Path(args.out or f"results/threshold-ceiling-{folder.name}.csv"), rows)
     return 0
 
 
