@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from hpsearch.scripts.bench.threshold_ceiling import (
@@ -53,3 +55,15 @@ def test_the_rows_are_written_as_a_csv_and_the_path_is_said(tmp_path, capsys):
     write_rows_csv(path, [{"seed": 0, "accuracy": 0.5}, {"seed": 1, "accuracy": 0.75}])
     assert path.read_text() == "seed,accuracy\n0,0.5\n1,0.75\n"
     assert f"Written to {path}" in capsys.readouterr().out
+
+
+def test_a_folder_that_is_no_two_class_experiment_is_refused_in_one_line(tmp_path, capsys):
+    from hpsearch.scripts.bench.threshold_ceiling import main
+
+    repo = Path(__file__).resolve().parents[1]
+    for folder, message in ((tmp_path / "none", "not an hpsearch experiment folder"),
+                            (repo / "results" / "mnist_cnn", "not a two-class experiment")):
+        assert main([str(folder)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "none").exists()

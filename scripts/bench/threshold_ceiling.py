@@ -12,6 +12,7 @@ model's ranking.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,11 @@ def measure(folder: Path, seeds: int, data_dir: str | None) -> list[dict[str, An
     """Re-train the experiment's best trial per seed and score each threshold."""
     from hpsearch.scripts.reports.retrain import RetrainOptions, resolve_run, validation_scores
     from hpsearch.scripts.train import EpochHistory, train
-    from hpsearch.search_spaces.errors import replaced
+    from hpsearch.search_spaces.errors import ConfigError, replaced
 
     cfg, epochs, info = resolve_run(folder, RetrainOptions(data_dir=data_dir))
+    if getattr(cfg.data, "num_classes", None) != 2:
+        raise ConfigError(f"{folder}: not a two-class experiment; a threshold needs one")
     metric, mode = info["objective"]["metric"], info["objective"]["mode"]
     rows = []
     for seed in range(cfg.seed, cfg.seed + seeds):
@@ -98,9 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="folder holding the datasets")
     args = parser.parse_args(argv)
     from hpsearch.scripts.bench.search_stats import write_rows_csv
+    from hpsearch.search_spaces.errors import ConfigError
 
     folder = Path(args.folder)
-    rows = measure(folder, args.seeds, args.data_dir)
+    try:
+        rows = measure(folder, args.seeds, args.data_dir)
+    except ConfigError as exc:
+        print(f"threshold_ceiling: error: {exc}", file=sys.stderr)
+        return 2
     for key in ("test_auc", "accuracy", "accuracy_at_0.5", "best_test_accuracy",
                 "best_test_threshold", "em_test_prior", "em_accuracy"):
         values = [row[key] for row in rows]
