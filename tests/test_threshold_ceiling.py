@@ -1,4 +1,4 @@
-"""The threshold-ceiling measurement's arithmetic, on synthetic scores."""
+"""The threshold-ceiling measurement: its arithmetic on synthetic scores, and its refusals."""
 
 from __future__ import annotations
 
