@@ -50,14 +50,15 @@ def em_prior_shift(scores: ArrayLike, train_prior: float = 0.5,
 
 
 def seed_row(seed: int, val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-             rule: str) -> dict[str, Any]:
+             rule: str, fixed: float = 0.5) -> dict[str, Any]:
     """One seed's test accuracy at each threshold, from its validation and test scores."""
     from sklearn.metrics import roc_auc_score
 
     from hpsearch.lightning_modules.metrics import choose_threshold
 
     (val_scores, val_targets), (scores, targets) = val, test
-    chosen = choose_threshold(val_scores, val_targets, rule)
+    # As the re-train reports it: a "fixed" rule keeps the model's own threshold.
+    chosen = fixed if rule == "fixed" else choose_threshold(val_scores, val_targets, rule)
     ceiling, ceiling_accuracy = best_threshold(scores, targets)
     prior, adapted = em_prior_shift(scores)
     return {"seed": seed, "test_auc": float(roc_auc_score(targets, scores)),
@@ -71,22 +72,28 @@ def seed_row(seed: int, val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarr
 
 def measure(folder: Path, seeds: int, data_dir: str | None) -> list[dict[str, Any]]:
     """Re-train the experiment's best trial per seed and score each threshold."""
-    from hpsearch.scripts.reports.retrain import RetrainOptions, resolve_run, validation_scores
+    from hpsearch.scripts.reports.retrain import (
+        RetrainOptions,
+        resolve_run,
+        retrain_seeds,
+        validation_scores,
+    )
     from hpsearch.scripts.train import EpochHistory, train
     from hpsearch.search_spaces.errors import ConfigError, replaced
 
-    cfg, epochs, info = resolve_run(folder, RetrainOptions(data_dir=data_dir))
+    opts = RetrainOptions(data_dir=data_dir, seeds=seeds)
+    cfg, epochs, info = resolve_run(folder, opts)
     if getattr(cfg.data, "num_classes", None) != 2:
         raise ConfigError(f"{folder}: not a two-class experiment; a threshold needs one")
     metric, mode = info["objective"]["metric"], info["objective"]["mode"]
     rows = []
-    for seed in range(cfg.seed, cfg.seed + seeds):
+    for seed in retrain_seeds(cfg, opts):
         result = train(replaced(cfg, seed=seed), data_dir=data_dir, run_test=True,
                        stop_after=epochs, history=EpochHistory(metric, mode))
         module = result.module
         test = (np.asarray(module.test_scores), np.asarray(module.test_targets))
         rows.append(seed_row(seed, validation_scores(module, result.datamodule), test,
-                             module.model_cfg.threshold_rule))
+                             module.model_cfg.threshold_rule, module.model_cfg.threshold))
         print(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                         for k, v in rows[-1].items()), flush=True)
     return rows
